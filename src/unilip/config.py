@@ -1,0 +1,365 @@
+"""unilip's configs: the dataclasses of every part and the presets ``mini``, ``1b``, ``2b``.
+
+Load one with :func:`load_config` (YAML file + ``dotted.key=value`` overrides, strictly checked; see
+:mod:`unilip.config_io`)::
+
+    cfg = load_config(UniLIPConfig, "configs/1b.yaml", ["generator.cfg_scale=3.0"])
+    save_config(cfg, "runs/x/config.yaml")
+
+This module imports no torch: building a config is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from unilip.config_io import (
+    _DEFAULT_PRESETS,
+    deep_merge,
+    from_dict,
+    load_config,
+    parse_overrides,
+    read_yaml,
+    save_config,
+    to_dict,
+    to_yaml,
+    validate_config,
+)
+from unilip.data.miniworld.config import MiniWorldConfig
+from unilip.errors import ConfigError
+
+__all__ = [
+    "deep_merge", "from_dict", "load_config", "parse_overrides", "read_yaml", "save_config", "to_dict", "to_yaml",
+    "validate_config", "VisionEncoderConfig", "LanguageModelConfig", "MLLMConfig", "TokenizerConfig",
+    "GeneratorConfig", "UniLIPConfig", "MiniWorldConfig", "PRESETS", "get_preset", "preset_yaml",
+]
+
+#################################################################################
+#                              UniLIP Configs                                   #
+#################################################################################
+# The defaults of every dataclass below are the `1b` preset, i.e. the paper's UniLIP-1B. Sources, abbreviated:
+# presets.md = shared/design/presets.md (upstream hub configs), official = shared/design/official_unilip.md (the
+# UniLIP repository, nnnth/UniLIP@299817d).
+
+
+def _positive(**values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: must be > 0 (got {value})")
+
+
+@dataclass
+class VisionEncoderConfig:
+    """The CLIP-like vision encoder: InternViT (transformers' native ``InternVLVisionConfig``)."""
+
+    # InternViT-300M-448px-V2_5, the same for InternVL3-1B and -2B (presets.md §3 vision_config).
+    hidden_size: int = 1024
+    num_layers: int = 24
+    num_heads: int = 16  # head dim 64
+    intermediate_size: int = 4096
+    image_size: int = 448  # the resolution of the position embeddings (other sizes interpolate them)
+    patch_size: int = 14  # 448 / 14 = 32x32 patches
+    attention_bias: bool = True  # upstream `qkv_bias: true`
+    layer_scale_init: float = 0.1  # `layer_scale_init_value`, transformers default; checkpoints overwrite it
+    norm_type: Literal["layer_norm", "rms_norm"] = "layer_norm"
+    layer_norm_eps: float = 1e-6
+    use_qk_norm: bool = False  # upstream `qk_normalization: false`
+
+    def validate(self) -> None:
+        _positive(hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
+                  intermediate_size=self.intermediate_size, image_size=self.image_size, patch_size=self.patch_size,
+                  layer_norm_eps=self.layer_norm_eps)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size: {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"image_size: {self.image_size} is not divisible by patch_size {self.patch_size}")
+
+
+@dataclass
+class LanguageModelConfig:
+    """The MLLM's language model: Qwen2 (transformers' ``Qwen2Config``). Its width is D, the feature width."""
+
+    # Qwen2.5-0.5B inside InternVL3-1B-hf (presets.md §3 text_config).
+    hidden_size: int = 896
+    num_layers: int = 24
+    num_heads: int = 14  # head dim 64
+    num_kv_heads: int = 2  # grouped-query attention
+    intermediate_size: int = 4864
+    vocab_size: int = 151674  # InternVL3's, not stock Qwen2.5's 151936
+    max_position_embeddings: int = 32768
+    rope_theta: float = 1000000.0
+    rms_norm_eps: float = 1e-6
+    # InternVL3-1B/2B have an untied lm_head. transformers 5.x gives InternVLConfig a top-level
+    # `tie_word_embeddings=True` default, so a config that does not pass False at the top level (as well as in
+    # text_config) silently ties lm_head to embed_tokens (presets.md §3, "tie_word_embeddings pitfall").
+    tie_word_embeddings: bool = False
+
+    def validate(self) -> None:
+        _positive(hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
+                  num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
+                  vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
+                  rope_theta=self.rope_theta, rms_norm_eps=self.rms_norm_eps)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size: {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"num_heads: {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+
+
+@dataclass
+class MLLMConfig:
+    """The frozen MLLM (InternVL3): vision encoder -> pixel shuffle -> projector (mlp1) -> language model."""
+
+    # A local directory or a Hugging Face repo id (read from the local cache; offline works). None: random init.
+    pretrained: str | None = "OpenGVLab/InternVL3-1B-hf"
+    vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
+    language: LanguageModelConfig = field(default_factory=LanguageModelConfig)
+    downsample_ratio: float = 0.5  # pixel shuffle: 2x2 patches -> 1 token (presets.md §3 top level)
+
+    def validate(self) -> None:
+        if not 0 < self.downsample_ratio <= 1 or (1 / self.downsample_ratio) % 1:
+            raise ConfigError(f"downsample_ratio: must be 1/k for a whole k, e.g. 0.5 (got {self.downsample_ratio})")
+        grid = self.vision.image_size // self.vision.patch_size
+        if (grid * self.downsample_ratio) % 1:
+            raise ConfigError(
+                f"vision.image_size: the {grid}x{grid} patch grid does not pixel-shuffle by {self.downsample_ratio} "
+                f"(need a multiple of {round(1 / self.downsample_ratio)} patches per side)"
+            )
+
+
+@dataclass
+class TokenizerConfig:
+    """The UniLIP autoencoder: MLLM features F -> h_phi -> latent z (B, 32, h, w) -> DC-AE decoder -> pixels."""
+
+    image_size: int = 448  # the resolution the tokenizer encodes (official stage 3 and generation use 448)
+    latent_channels: int = 32  # hard-coded in the official h_phi (D -> 32 -> 32); DC-AE f32c32's latent width
+    projection_blocks: int = 3  # h_phi's residual MLP blocks at width D (official `down_blocks`)
+    # The pixel decoder: `AutoencoderDC(...).decoder` of DC-AE f32c32 SANA 1.1, fine-tuned (official §1.2).
+    # Layout from presets.md §2 (diffusers `AutoencoderDC` decoder_* keys). None: random init.
+    decoder_pretrained: str | None = "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
+    decoder_block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 1024, 1024)
+    decoder_layers_per_block: tuple[int, ...] = (3, 3, 3, 3, 3, 3)
+    decoder_block_types: tuple[Literal["ResBlock", "EfficientViTBlock"], ...] = (
+        "ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock", "EfficientViTBlock",
+    )
+    decoder_qkv_multiscales: tuple[tuple[int, ...], ...] = ((), (), (), (5,), (5,), (5,))
+    decoder_upsample_block_type: Literal["interpolate", "pixel_shuffle"] = "interpolate"
+    decoder_attention_head_dim: int = 32
+
+    def validate(self) -> None:
+        _positive(image_size=self.image_size, latent_channels=self.latent_channels,
+                  decoder_attention_head_dim=self.decoder_attention_head_dim)
+        if self.projection_blocks < 0:
+            raise ConfigError(f"projection_blocks: must be >= 0 (got {self.projection_blocks})")
+        n = len(self.decoder_block_out_channels)
+        if n == 0:
+            raise ConfigError("decoder_block_out_channels: needs at least one stage")
+        for key in ("decoder_layers_per_block", "decoder_block_types", "decoder_qkv_multiscales"):
+            if len(getattr(self, key)) != n:
+                raise ConfigError(
+                    f"{key}: has {len(getattr(self, key))} entries, but decoder_block_out_channels has {n} stages"
+                )
+        for i, (ch, layers) in enumerate(zip(self.decoder_block_out_channels, self.decoder_layers_per_block)):
+            _positive(**{f"decoder_block_out_channels[{i}]": ch})
+            if layers < 0:
+                raise ConfigError(f"decoder_layers_per_block[{i}]: must be >= 0 (got {layers})")
+        for i, (ch, kind) in enumerate(zip(self.decoder_block_out_channels, self.decoder_block_types)):
+            if kind == "EfficientViTBlock" and ch % self.decoder_attention_head_dim:
+                raise ConfigError(
+                    f"decoder_block_out_channels[{i}]: {ch} channels of an EfficientViTBlock are not divisible by "
+                    f"decoder_attention_head_dim {self.decoder_attention_head_dim}"
+                )
+
+    def upsample_factor(self) -> int:
+        """Pixels per latent cell: the decoder doubles the resolution between stages (32 for DC-AE f32)."""
+        return 2 ** (len(self.decoder_block_out_channels) - 1)
+
+
+@dataclass
+class GeneratorConfig:
+    """Generation: learnable queries through the frozen MLLM, the connector, and a SANA DiT in the UniLIP latent."""
+
+    num_queries: int = 256  # official `n_query`
+    connector_layers: int = 6  # official `connect_layer`: a copy of the MLLM's top 6 layers, bidirectional
+    # SANA 0.6B 512px (presets.md §1, `SanaTransformer2DModel`). None: random init.
+    dit_pretrained: str | None = "Efficient-Large-Model/Sana_600M_512px_diffusers"
+    dit_num_layers: int = 28
+    dit_num_heads: int = 36  # x dit_head_dim 32 = inner dim 1152
+    dit_head_dim: int = 32  # SANA's linear attention is fixed at head dim 32
+    dit_cross_heads: int = 16
+    dit_cross_head_dim: int = 72
+    caption_channels: int = 2304  # SANA's text width (Gemma-2-2B); the connector's Linear(D -> 2304) feeds it
+    mlp_ratio: float = 2.5  # GLUMBConv
+    # The latent is multiplied by this before diffusion and divided after: official `unilip_factor`, 10.6 for 1B and
+    # 9.5 for 2B (official §3.5; the ModelArguments default 5.85 is not used by the released runs).
+    latent_scale: float = 10.6
+    cfg_scale: float = 4.5  # official pipelines' default (GenEval, WISE, ImgEdit-1B)
+    num_inference_steps: int = 20  # official `generate_image` hard-codes 20 DPM-Solver steps
+
+    def validate(self) -> None:
+        _positive(num_queries=self.num_queries, connector_layers=self.connector_layers,
+                  dit_num_layers=self.dit_num_layers, dit_num_heads=self.dit_num_heads,
+                  dit_head_dim=self.dit_head_dim, dit_cross_heads=self.dit_cross_heads,
+                  dit_cross_head_dim=self.dit_cross_head_dim, caption_channels=self.caption_channels,
+                  mlp_ratio=self.mlp_ratio, latent_scale=self.latent_scale, cfg_scale=self.cfg_scale,
+                  num_inference_steps=self.num_inference_steps)
+
+    def dit_inner_dim(self) -> int:
+        """The DiT width, e.g. 36 x 32 = 1152 for SANA 0.6B."""
+        return self.dit_num_heads * self.dit_head_dim
+
+
+@dataclass
+class UniLIPConfig:
+    """Everything UniLIP: the MLLM, the tokenizer (autoencoder), the generator, and the mini world."""
+
+    preset: str = "1b"  # the preset this config started from; a YAML file's `preset:` key means the same
+    mllm: MLLMConfig = field(default_factory=MLLMConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    miniworld: MiniWorldConfig = field(default_factory=MiniWorldConfig)
+
+    def validate(self) -> None:
+        """Checks across sections (each section's own ``validate()`` runs first)."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {self.preset!r}; known presets: {', '.join(PRESETS)}")
+        vision = self.mllm.vision
+        if self.tokenizer.image_size % vision.patch_size:
+            raise ConfigError(
+                f"tokenizer.image_size: {self.tokenizer.image_size} is not divisible by mllm.vision.patch_size "
+                f"{vision.patch_size}"
+            )
+        grid = self.tokenizer.image_size // vision.patch_size
+        if (grid * self.mllm.downsample_ratio) % 1:
+            raise ConfigError(
+                f"tokenizer.image_size: its {grid}x{grid} patch grid does not pixel-shuffle by "
+                f"mllm.downsample_ratio {self.mllm.downsample_ratio}"
+            )
+        if self.generator.connector_layers > self.mllm.language.num_layers:
+            raise ConfigError(
+                f"generator.connector_layers: {self.generator.connector_layers} is more than the "
+                f"{self.mllm.language.num_layers} layers of mllm.language it is copied from"
+            )
+
+    def latent_grid(self, image_size: int | None = None) -> int:
+        """Latent cells per side: (image_size / patch_size) * downsample_ratio, e.g. 448 / 14 * 0.5 = 16."""
+        image_size = self.tokenizer.image_size if image_size is None else image_size
+        return round(image_size // self.mllm.vision.patch_size * self.mllm.downsample_ratio)
+
+    def latent_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
+        """The UniLIP latent of one image, (C, h, w): (32, 16, 16) at 448 px, (32, 4, 4) for mini."""
+        grid = self.latent_grid(image_size)
+        return (self.tokenizer.latent_channels, grid, grid)
+
+    def decoder_image_size(self, image_size: int | None = None) -> int:
+        """The decoder's output side: 512 for a 448 px input at 1b/2b (resized back to 448), 64 for mini."""
+        return self.latent_grid(image_size) * self.tokenizer.upsample_factor()
+
+
+#################################################################################
+#                                 Presets                                       #
+#################################################################################
+
+
+def unilip_1b() -> UniLIPConfig:
+    """UniLIP-1B: InternVL3-1B-hf + SANA 0.6B 512px + DC-AE f32c32 decoder. The dataclass defaults are this preset."""
+    return UniLIPConfig(preset="1b")
+
+
+def unilip_2b() -> UniLIPConfig:
+    """UniLIP-3B in the paper: InternVL3-2B-hf (same InternViT, Qwen2.5-1.5B) + SANA 1.6B 512px (presets.md)."""
+    return UniLIPConfig(
+        preset="2b",
+        mllm=MLLMConfig(
+            pretrained="OpenGVLab/InternVL3-2B-hf",
+            language=LanguageModelConfig(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2,
+                                         intermediate_size=8960),
+        ),
+        generator=GeneratorConfig(
+            dit_pretrained="Efficient-Large-Model/Sana_1600M_512px_diffusers",
+            dit_num_layers=20,
+            dit_num_heads=70,  # x 32 = inner dim 2240
+            dit_cross_heads=20,
+            dit_cross_head_dim=112,
+            latent_scale=9.5,  # official `unilip_factor` for 2B
+        ),
+    )
+
+
+def unilip_mini() -> UniLIPConfig:
+    """The whole method at toy scale, trained from scratch on the mini world on a CPU.
+
+    The sizes are set for training on 2 CPU cores and come from shared/design/miniworld_feasibility.md (the measured
+    tiny InternVL and tiny SANA): 64 px, patch 8 -> 8x8 patches -> pixel shuffle -> 4x4 = 16 tokens, latent 32x4x4.
+    """
+    return UniLIPConfig(
+        preset="mini",
+        mllm=MLLMConfig(
+            pretrained=None,
+            vision=VisionEncoderConfig(
+                hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, image_size=64, patch_size=8,
+                layer_scale_init=1.0,  # from scratch, as the feasibility check's tiny InternViT
+            ),
+            language=LanguageModelConfig(
+                hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=352,
+                vocab_size=512,  # word-level mini-world tokenizer
+                max_position_embeddings=512,
+                rope_theta=10000.0,  # short sequences; Qwen2's default base
+            ),
+        ),
+        tokenizer=TokenizerConfig(
+            image_size=64,
+            decoder_pretrained=None,
+            # 5 stages = f16: 4x4 latent -> 64 px.
+            decoder_block_out_channels=(32, 64, 64, 128, 128),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"),
+            decoder_qkv_multiscales=((), (), (), (5,), (5,)),
+            decoder_upsample_block_type="pixel_shuffle",
+            decoder_attention_head_dim=16,
+        ),
+        generator=GeneratorConfig(
+            num_queries=16,  # one query per latent cell, as 256 queries for 16x16 at 1b/2b
+            connector_layers=2,
+            dit_pretrained=None,
+            dit_num_layers=6,  # 4 x 32 heads, 6 layers: the 1.8 M-parameter SANA of the feasibility check
+            dit_num_heads=4,
+            dit_head_dim=32,
+            dit_cross_heads=4,
+            dit_cross_head_dim=32,
+            caption_channels=128,
+            latent_scale=1.0,  # placeholder: to be computed from the trained tokenizer's latents
+            cfg_scale=2.0,  # CFG 1.5-3 was best in the feasibility check
+        ),
+    )
+
+
+PRESETS: dict[str, Callable[[], UniLIPConfig]] = {"mini": unilip_mini, "1b": unilip_1b, "2b": unilip_2b}
+_DEFAULT_PRESETS[UniLIPConfig] = PRESETS
+
+_PRESET_SOURCES = {
+    "mini": "shared/design/miniworld_feasibility.md (sized for training on 2 CPU cores)",
+    "1b": "shared/design/presets.md (InternVL3-1B-hf, Sana_600M_512px, DC-AE f32c32) and official_unilip.md",
+    "2b": "shared/design/presets.md (InternVL3-2B-hf, Sana_1600M_512px, DC-AE f32c32) and official_unilip.md",
+}
+
+
+def get_preset(name: str) -> UniLIPConfig:
+    """A fresh, validated copy of the preset ``name`` (one of ``PRESETS``)."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    validate_config(cfg)
+    return cfg
+
+
+def preset_yaml(name: str) -> str:
+    """The YAML text of a preset with its header comment, as in ``configs/NAME.yaml``."""
+    cfg = get_preset(name)
+    header = (
+        f"The `{name}` preset, written by `unilip config show --preset {name}`.\n"
+        f"Numbers: {_PRESET_SOURCES.get(name, 'src/unilip/config.py')};\n"
+        "the source of each is commented in src/unilip/config.py."
+    )
+    return to_yaml(cfg, header)

@@ -1,0 +1,417 @@
+"""Config machinery: nested dataclasses <-> YAML files and ``a.b.c=value`` overrides, strictly checked.
+
+The config dataclasses and the presets live in :mod:`unilip.config`; this module only knows dataclasses. A config is built in one direction only: preset (or the dataclass defaults) -> YAML file -> ``key=value`` overrides
+-> :func:`from_dict`, which checks every key and type strictly and then runs each dataclass's ``validate()``. Every
+mistake is a :class:`~unilip.errors.ConfigError` whose message starts with the full dotted key, e.g.
+``mllm.vision.hidden_size: ...``. This module imports no torch: building a config is cheap.
+
+Example::
+
+    cfg = load_config(UniLIPConfig, "configs/1b.yaml", ["generator.cfg_scale=3.0"])
+    save_config(cfg, "runs/x/config.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from unilip.errors import ConfigError
+
+T = TypeVar("T")
+
+#################################################################################
+#                      YAML with YAML 1.2 scalars                               #
+#################################################################################
+
+# PyYAML follows YAML 1.1: `yes`/`no`/`on`/`off` load as booleans (a colour named "no" would become False) and `1e-6`
+# (no dot) loads as a *string*. Configs use YAML 1.2 rules instead: only true/false are booleans, and 1e-6 is a float.
+_BOOL_TAG, _FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and floats."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [r for r in resolvers if r[0] not in (_BOOL_TAG, _FLOAT_TAG)]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL_TAG, _BOOL_RE, list("tTfF"))
+_Loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_RE, list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that also quotes strings a YAML 1.2 reader would take for floats (e.g. "1e5")."""
+
+
+_Dumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT_RE, list("-+0123456789."))
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    # Lists of scalars (or of such lists) on one line, `[128, 256, 512]`; mappings always in block style.
+    flow = not any(isinstance(v, dict) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+
+
+#################################################################################
+#                    Plain data <-> dataclasses, strictly                       #
+#################################################################################
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _init_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _type_name(tp: Any) -> str:
+    """How a field type reads in an error message: 'int', 'list of int', 'str | None', "'a' | 'b'"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return f"list of ({_type_name(args[0])})"
+    if origin is tuple:
+        return f"list of {len(args)}: [{', '.join(_type_name(a) for a in args)}]"
+    if origin is list:
+        return f"list of ({_type_name(args[0])})"
+    if origin is dict:
+        return f"mapping of {_type_name(args[0])} to ({_type_name(args[1])})"
+    if dataclasses.is_dataclass(tp):
+        return f"mapping ({tp.__name__})"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _wrong_type(key: str, tp: Any, value: Any) -> ConfigError:
+    return ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against the field type ``tp`` and convert it (lists -> tuples, ints -> floats, ...)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _wrong_type(key, tp, value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:  # `X | None`: X's own error is the precise one
+            return _convert(members[0], value, key)
+        for member in members:
+            try:
+                return _convert(member, value, key)
+            except ConfigError:
+                pass
+        raise _wrong_type(key, tp, value)
+    if origin is Literal:
+        # `type(a) is type(value)` so that True does not pass for 1 (True == 1 in Python).
+        if any(type(a) is type(value) and a == value for a in args):
+            return value
+        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {list(args)}")
+    if tp is bool:
+        if isinstance(value, bool):  # only real booleans: not 0/1, not "yes"
+            return value
+        raise _wrong_type(key, tp, value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _wrong_type(key, tp, value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _wrong_type(key, tp, value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong_type(key, tp, value)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise _wrong_type(key, tp, value)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):  # fixed length: tuple[int, str]
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} items: {value!r}")
+            return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        items = [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _wrong_type(key, tp, value)
+        key_tp, value_tp = args
+        return {
+            _convert(key_tp, k, f"{key} (key {k!r})"): _convert(value_tp, v, _join(key, str(k)))
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    raise TypeError(f"{key}: unilip.config does not support fields of type {tp!r}")
+
+
+def _run_validate(obj: Any, prefix: str) -> None:
+    """Call ``obj.validate()`` if it has one; prefix its error with where ``obj`` sits in the config."""
+    validate = getattr(obj, "validate", None)
+    if not callable(validate):
+        return
+    try:
+        validate()
+    except ConfigError as err:
+        raise ConfigError(_join(prefix, str(err))) from None
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build the (nested) dataclass ``cls`` from plain data, strictly.
+
+    Args:
+        cls: a dataclass whose fields are typed with ``from __future__ import annotations`` style hints.
+        data: a mapping from field names to values (YAML data). Missing keys keep the dataclass default.
+        prefix: the dotted path of ``cls`` inside the whole config, used in error messages (e.g. ``"mllm.vision"``).
+
+    Raises:
+        ConfigError: on an unknown key (the message lists the allowed keys), a value of the wrong type (the message
+            names the key, the expected type and the value), or a failed ``validate()`` of any dataclass on the way.
+    """
+    if not isinstance(data, Mapping):
+        raise _wrong_type(prefix or "<config>", cls, data)
+    hints, allowed = _hints(cls), _init_fields(cls)
+    for name in data:
+        if name not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{_join(prefix, str(name))}: unknown key{hint}; allowed keys in {prefix or 'the top level'}: "
+                f"{', '.join(allowed)}"
+            )
+    kwargs = {name: _convert(hints[name], value, _join(prefix, name)) for name, value in data.items()}
+    obj = cls(**kwargs)
+    _run_validate(obj, prefix)
+    return obj
+
+
+def validate_config(obj: Any, prefix: str = "") -> None:
+    """Run ``validate()`` on ``obj`` and on every dataclass nested in it (innermost first), with dotted-key errors."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            validate_config(value, _join(prefix, f.name))
+    _run_validate(obj, prefix)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain, YAML-safe data from a (nested) dataclass: tuples become lists, dataclasses become dicts."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def to_yaml(obj: Any, comment: str | None = None) -> str:
+    """YAML text of a config (keys in field order), optionally headed by ``comment`` as ``#`` lines."""
+    text = yaml.dump(to_dict(obj), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
+    if comment:
+        text = "".join(f"# {line}".rstrip() + "\n" for line in comment.splitlines()) + text
+    return text
+
+
+#################################################################################
+#                       Files, overrides, presets                               #
+#################################################################################
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``override``: mappings merge key by key, recursively; any other value replaces.
+
+    Neither input is modified. (:func:`load_config` merges by field type instead, so ``dict`` fields replace.)
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Like :func:`deep_merge`, but only nested *dataclass* sections merge: a ``dict`` field (``miniworld.sizes``)
+    is replaced as a whole, so a file or an override can also drop entries."""
+    merged = dict(base)
+    hints = _hints(cls) if dataclasses.is_dataclass(cls) else {}
+    for key, value in override.items():
+        tp = hints.get(key)
+        if dataclasses.is_dataclass(tp) and isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
+            merged[key] = _merge_fields(tp, merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Nested data from ``key=value`` items, e.g. ``["mllm.vision.num_layers=2", "miniworld.shapes=[circle, square]"]``.
+
+    Each value is read as YAML (``3``, ``0.5``, ``true``, ``null``, ``[a, b]``, ``{small: 0.2}``); a later item wins
+    over an earlier one.
+
+    Raises:
+        ConfigError: on an item that is not ``dotted.key=value``, has an empty value, or whose value is invalid YAML.
+    """
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or not all(p.strip() == p and p for p in parts):
+            raise ConfigError(f"override {item!r}: expected the form dotted.key=value, e.g. mllm.vision.num_layers=2")
+        if not text.strip():
+            raise ConfigError(f"override {item!r}: the value is empty; write {key}=null for None or {key}='' for ''")
+        try:
+            value = _yaml_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+        for part in reversed(parts):
+            value = {part: value}
+        result = deep_merge(result, value)
+    return result
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (an empty file is ``{}``); ConfigError naming the file otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file ({err})") from None
+    try:
+        data = _yaml_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML at {_yaml_problem(err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+# The preset registry load_config uses for a class when no `presets` are passed (UniLIPConfig -> PRESETS).
+_DEFAULT_PRESETS: dict[type, Mapping[str, Callable[[], Any]]] = {}
+
+
+def load_config(
+    cls: type[T],
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    preset: str | None = None,
+    presets: Mapping[str, Callable[[], T]] | None = None,
+) -> T:
+    """Build a config: preset (or ``cls()``) -> YAML file -> overrides -> :func:`from_dict`.
+
+    Args:
+        cls: the config dataclass, e.g. :class:`UniLIPConfig`.
+        path: a YAML file. A top-level ``preset: NAME`` key in it means "start from that preset, then apply this file".
+        overrides: ``dotted.key=value`` strings (see :func:`parse_overrides`) or already-nested data. A top-level
+            ``preset=NAME`` chooses the starting preset like the file key does.
+        preset: the preset to start from. It must agree with the file's and the overrides' ``preset`` if they name one.
+        presets: name -> factory; defaults to the registry for ``cls`` (``PRESETS`` for :class:`UniLIPConfig`).
+
+    Raises:
+        ConfigError: for a missing or invalid file, an unknown or conflicting preset, or any invalid key or value.
+    """
+    presets = presets if presets is not None else _DEFAULT_PRESETS.get(cls)
+    file_data = read_yaml(path) if path is not None else {}
+    override_data = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+
+    chosen: dict[str, Any] = {}  # where each preset name came from -> name
+    if preset is not None:
+        chosen["the preset argument"] = preset
+    if presets is not None:
+        if "preset" in file_data:
+            chosen[f"{path}"] = file_data["preset"]
+        if "preset" in override_data:
+            chosen["the overrides"] = override_data["preset"]
+    names = set(chosen.values())
+    if len(names) > 1:
+        raise ConfigError("preset: conflicting presets: " + ", ".join(f"{v!r} from {k}" for k, v in chosen.items()))
+
+    if names:
+        name = names.pop()
+        if presets is None:
+            raise ConfigError(f"preset: {cls.__name__} has no presets (asked for {name!r})")
+        if not isinstance(name, str) or name not in presets:
+            raise ConfigError(f"preset: unknown preset {name!r}; known presets: {', '.join(presets)}")
+        data = to_dict(presets[name]())
+    else:
+        data = to_dict(cls())
+    data = _merge_fields(cls, _merge_fields(cls, data, file_data), override_data)
+    if presets is not None and "preset" not in _init_fields(cls):
+        data.pop("preset", None)  # only a "start from" key for this class, not a field
+    return from_dict(cls, data)
+
+
+def save_config(obj: Any, path: str | os.PathLike[str], comment: str | None = None) -> None:
+    """Write ``obj`` as YAML to ``path``, atomically (a temp file in the same directory, then ``os.replace``)."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(to_yaml(obj, comment))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Data: safe image input, dataset records, and the mini world."""
