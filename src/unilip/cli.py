@@ -86,6 +86,75 @@ def cmd_miniworld_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from unilip.train.tokenizer import load_train_config, train_tokenizer
+
+    cfg = load_train_config(args.config, args.overrides)
+    out = train_tokenizer(cfg, resume=args.resume)
+    print(f"trained {cfg.stage.name}: checkpoints in {out}, final (EMA) tokenizer in {out / 'final'}")
+    return 0
+
+
+def _load_tokenizer(path: str):
+    from unilip.tokenizer import UniLIPTokenizer
+
+    return UniLIPTokenizer.from_pretrained(path).eval()
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from unilip.data.images import load_image
+    from unilip.data.loader import eval_transform
+    from unilip.eval.grid import to_uint8
+    from unilip.eval.metrics import psnr
+
+    model = _load_tokenizer(args.model)
+    size = args.size or model.image_size
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    from PIL import Image
+
+    for path in args.images:
+        try:
+            image = eval_transform(load_image(path), size)[None]
+        except UniLIPError as err:
+            print(f"unilip: error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.no_grad():
+            recon = model.reconstruct(image, pad_to_multiple=args.pad)
+        target = args.out / f"{path.stem}_recon.png"
+        Image.fromarray(to_uint8(recon)[0]).save(target)
+        print(f"{path} -> {target}  PSNR {float(psnr(recon, image)[0]):.2f} dB")
+    return 1 if failed else 0
+
+
+def cmd_eval_recon(args: argparse.Namespace) -> int:
+    from unilip.data.sources import open_source
+    from unilip.eval.recon import evaluate_reconstruction, write_results
+
+    model = _load_tokenizer(args.model)
+    reference = _load_tokenizer(args.reference).encoder if args.reference else None
+    lpips = rfid = None
+    if args.lpips_weights:
+        from unilip.eval.metrics import lpips_metric
+
+        lpips = lpips_metric(args.lpips_weights)
+    if args.fid_weights:
+        from unilip.eval.metrics import rfid_metric
+
+        rfid = rfid_metric(args.fid_weights)
+    size = args.size or model.image_size
+    rows, summary = evaluate_reconstruction(model, open_source(args.data), size, n=args.n, batch_size=args.batch_size,
+                                            reference=reference, pad_to_multiple=args.pad, lpips=lpips, rfid=rfid)
+    summary.update({"model": str(args.model), "data": args.data, "reference": args.reference or "the model's own encoder"})
+    out, table = write_results(rows, summary, args.out)
+    shown = {k: round(v, 4) for k, v in summary.items() if isinstance(v, float)}
+    print(f"{summary['n_images']} images: {shown}\nwrote {out} and {table}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------------------- parser
 
 
@@ -147,6 +216,42 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", type=Path, help="YAML file of mini-world settings (the world the images come from)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="mini-world setting, e.g. --set max_objects=4")
     q.set_defaults(func=cmd_miniworld_detect)
+    p = sub.add_parser("train", help="train a model (the stage is in the config)", description="Train a model.")
+    train_sub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
+    q = train_sub.add_parser("tokenizer", help="train one UniLIP tokenizer stage", description=(
+        "Train one stage of the UniLIP tokenizer (configs/tokenizer/*.yaml). Multi-process: "
+        "torchrun --nproc_per_node N -m unilip.cli train tokenizer ... (or accelerate launch)."))
+    q.add_argument("--config", type=Path, help="stage config YAML, e.g. configs/tokenizer/mini_stage1.yaml")
+    q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100 optim.lr=3e-4")
+    q.set_defaults(func=cmd_train_tokenizer)
+
+    q = sub.add_parser("reconstruct", help="reconstruct images with a UniLIP tokenizer",
+                       description="Encode each image to the UniLIP latent and decode it back; writes <name>_recon.png.")
+    q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    q.add_argument("--model", required=True, help="tokenizer directory (save_pretrained) or Hugging Face repo id")
+    q.add_argument("-o", "--out", type=Path, default=Path("reconstructions"), help="output directory")
+    q.add_argument("--size", type=int, help="resize + centre-crop to this size first (default: the model's image size)")
+    q.add_argument("--pad", action="store_true", help="official 256 px mode: reflect-pad to a multiple of the token stride")
+    q.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("eval", help="evaluate a model", description="Evaluate a model.")
+    eval_sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    q = eval_sub.add_parser("recon", help="reconstruction metrics of a tokenizer", description=(
+        "PSNR, SSIM (and the official data_range=2 SSIM, labelled), a Fréchet distance in a reference encoder's feature "
+        "space, and LPIPS / rFID when their weights are on disk. Writes a summary JSON and a per-image CSV beside it."))
+    q.add_argument("--model", required=True, help="tokenizer directory or Hugging Face repo id")
+    q.add_argument("--data", required=True, help="miniworld:SPLIT, a dataset directory, an image folder, a .jsonl or shards")
+    q.add_argument("-o", "--out", type=Path, required=True, help="summary JSON path (the CSV goes beside it)")
+    q.add_argument("--n", type=int, help="number of images (default: all; required for miniworld: and shards)")
+    q.add_argument("--size", type=int, help="evaluation size (default: the model's image size)")
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--reference", help="tokenizer dir whose encoder is the feature space for the Fréchet distance "
+                   "(the original encoder; default: the evaluated model's own)")
+    q.add_argument("--pad", action="store_true", help="official 256 px mode (reflect-pad to a multiple of the token stride)")
+    q.add_argument("--lpips-weights", help="directory with LPIPS weights (needs the lpips extra)")
+    q.add_argument("--fid-weights", help="Inception weights file for rFID (needs the fid extra)")
+    q.set_defaults(func=cmd_eval_recon)
     return parser
 
 

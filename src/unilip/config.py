@@ -135,6 +135,9 @@ class TokenizerConfig:
     image_size: int = 448  # the resolution the tokenizer encodes (official stage 3 and generation use 448)
     latent_channels: int = 32  # hard-coded in the official h_phi (D -> 32 -> 32); DC-AE f32c32's latent width
     projection_blocks: int = 3  # h_phi's residual MLP blocks at width D (official `down_blocks`)
+    # A local directory or repo id of a transformers SigLIP / CLIP vision model to use instead of the MLLM's InternViT,
+    # with a fresh projector to D (the recipe beyond InternViT). None: the MLLM's InternViT + mlp1, as the paper.
+    encoder_backbone: str | None = None
     # The pixel decoder: `AutoencoderDC(...).decoder` of DC-AE f32c32 SANA 1.1, fine-tuned (official §1.2).
     # Layout from presets.md §2 (diffusers `AutoencoderDC` decoder_* keys). None: random init.
     decoder_pretrained: str | None = "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
@@ -160,6 +163,11 @@ class TokenizerConfig:
                 raise ConfigError(
                     f"{key}: has {len(getattr(self, key))} entries, but decoder_block_out_channels has {n} stages"
                 )
+        if self.decoder_block_out_channels[-1] % self.latent_channels:
+            raise ConfigError(
+                f"decoder_block_out_channels: the deepest stage ({self.decoder_block_out_channels[-1]}) must be a multiple "
+                f"of latent_channels {self.latent_channels} (DC-AE's input shortcut repeats the latent channels)"
+            )
         for i, (ch, layers) in enumerate(zip(self.decoder_block_out_channels, self.decoder_layers_per_block)):
             _positive(**{f"decoder_block_out_channels[{i}]": ch})
             if layers < 0:

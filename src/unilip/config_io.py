@@ -276,7 +276,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Like :func:`deep_merge`, but only nested *dataclass* sections merge: a ``dict`` field (``miniworld.sizes``)
     is replaced as a whole, so a file or an override can also drop entries."""
     merged = dict(base)
@@ -284,7 +284,7 @@ def _merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any
     for key, value in override.items():
         tp = hints.get(key)
         if dataclasses.is_dataclass(tp) and isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
-            merged[key] = _merge_fields(tp, merged[key], value)
+            merged[key] = merge_fields(tp, merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -393,7 +393,7 @@ def load_config(
         data = to_dict(presets[name]())
     else:
         data = to_dict(cls())
-    data = _merge_fields(cls, _merge_fields(cls, data, file_data), override_data)
+    data = merge_fields(cls, merge_fields(cls, data, file_data), override_data)
     if presets is not None and "preset" not in _init_fields(cls):
         data.pop("preset", None)  # only a "start from" key for this class, not a field
     return from_dict(cls, data)

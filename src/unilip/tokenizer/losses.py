@@ -1,0 +1,124 @@
+"""The tokenizer's losses: pixel MSE, perceptual, **self-distillation**, and the GAN term with its discriminator.
+
+Total (official stage 2/3, official_unilip.md §1.4):
+``mse + perceptual_weight * perceptual + distill_weight * MSE(F_student, F_teacher) + [step >= gan_start] gan_weight * GAN``.
+
+Self-distillation is the paper's key to keeping the encoder's semantics: the student's features F (after the
+projector, the features the LLM reads) are pulled towards those of a frozen copy of the original encoder on the same
+images, while the encoder learns to carry the detail the pixel decoder needs. Losses compute in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unilip.errors import ConfigError
+
+
+@dataclass
+class LossConfig:
+    """Loss terms and weights. Defaults: the official stage-2 recipe, with LPIPS switched off (its weights need a
+    download; set ``perceptual: lpips`` and ``lpips_weights`` to use it)."""
+
+    mse_weight: float = 1.0
+    perceptual: str = "none"  # "none" | "lpips" (optional extra, weights on disk)
+    perceptual_weight: float = 1.1  # official `perceptual_weight`
+    lpips_weights: str | None = None  # directory with the LPIPS backbone + linear-head weights
+    distill_weight: float = 1.0  # official `distill_weight`; 0 switches self-distillation off
+    gan_start: int | None = None  # the step the GAN term starts at (official: 200k in stage 2, 0 in stage 3); None = off
+    gan_weight: float = 0.1  # official `discriminator_weight`
+    lecam_weight: float = 0.001  # official LeCam regularisation weight
+    disc_channels: tuple[int, ...] = (128, 128, 256, 512)  # official NLayerDiscriminator widths
+    disc_lr: float = 1e-4
+
+    def validate(self) -> None:
+        if self.perceptual not in ("none", "lpips"):
+            raise ConfigError(f"perceptual: {self.perceptual!r} is not allowed; allowed: ['none', 'lpips']")
+        for key in ("mse_weight", "perceptual_weight", "distill_weight", "gan_weight", "lecam_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be >= 0 (got {getattr(self, key)})")
+        if self.gan_start is not None and self.gan_start < 0:
+            raise ConfigError(f"gan_start: must be >= 0 or null (got {self.gan_start})")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Self-distillation: plain MSE over all elements between (B, N, D) features, as the official code does."""
+    return F.mse_loss(student.float(), teacher.float().detach())
+
+
+# -------------------------------------------------------------------------------------------------- discriminator
+
+
+class _BlurDown(nn.Module):
+    """Anti-aliased 2x downsampling: a [1, 3, 3, 1] binomial blur, then stride 2 (as in StyleGAN / MaskGIT)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 64.0
+        self.register_buffer("kernel", k.expand(channels, 1, 4, 4).clone(), persistent=False)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 2, 1, 2), mode="reflect")
+        return F.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=self.channels)
+
+
+class PatchDiscriminator(nn.Module):
+    """The official NLayerDiscriminator shape: 5x5 conv, then stages of (3x3 conv, blur-down, GroupNorm, LeakyReLU 0.1),
+    adaptive max-pool to 16x16 and a 1x1 logits head: one real/fake logit per patch.
+
+    It also keeps the LeCam EMAs of its outputs on real and fake images as buffers, so they checkpoint with it.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (128, 128, 256, 512), pool: int = 16):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 5, padding=2), nn.LeakyReLU(0.1)]
+        for c_in, c_out in zip(channels[:-1], channels[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), _BlurDown(c_out), nn.GroupNorm(min(32, c_out), c_out), nn.LeakyReLU(0.1)]
+        layers += [nn.AdaptiveMaxPool2d(pool), nn.Conv2d(channels[-1], 1, 1)]
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("lecam_real", torch.zeros(()))
+        self.register_buffer("lecam_fake", torch.zeros(()))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, H, W) -> logits (B, 1, pool, pool)."""
+        return self.net(images * 2 - 1)
+
+
+def discriminator_loss(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor, lecam_weight: float,
+                       decay: float = 0.999) -> tuple[torch.Tensor, dict[str, float]]:
+    """Hinge loss + LeCam regularisation (Tseng et al. 2021), as in the official tokenizer (LeCam EMA decay 0.999)."""
+    # One forward over real and fake together: a DDP-wrapped discriminator may run only once per backward.
+    logits_real, logits_fake = disc(torch.cat([real.detach(), fake.detach()])).float().chunk(2)
+    hinge = F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+    inner = getattr(disc, "module", disc)  # the buffers live on the module inside a DDP wrapper
+    with torch.no_grad():
+        inner.lecam_real.lerp_(logits_real.mean(), 1 - decay)
+        inner.lecam_fake.lerp_(logits_fake.mean(), 1 - decay)
+    lecam = F.relu(logits_real - inner.lecam_fake).pow(2).mean() + F.relu(inner.lecam_real - logits_fake).pow(2).mean()
+    loss = hinge + lecam_weight * lecam
+    return loss, {"loss_disc": float(hinge.detach()), "lecam": float(lecam.detach()),
+                  "logits_real": float(logits_real.mean().detach()), "logits_fake": float(logits_fake.mean().detach())}
+
+
+def generator_adversarial_loss(disc: PatchDiscriminator, fake: torch.Tensor) -> torch.Tensor:
+    """-mean D(fake): the reconstruction tries to look real (no adaptive weight, as in the official code)."""
+    return -disc(fake).float().mean()
+
+
+# ----------------------------------------------------------------------------------------------------- perceptual
+
+
+def build_perceptual(cfg: LossConfig) -> nn.Module | None:
+    """The perceptual loss network, or None. LPIPS comes from the optional extra with weights on disk; without them
+    this raises a clear error — never a download, never a random backbone."""
+    if cfg.perceptual == "none":
+        return None
+    from unilip.eval.metrics import lpips_metric
+
+    return lpips_metric(cfg.lpips_weights)

@@ -1,0 +1,140 @@
+"""The shared training loop: schedule, optimizer groups, EMA, checkpoints, exact resume, failure modes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from unilip.errors import UniLIPError
+from unilip.train.checkpoint import list_checkpoints
+from unilip.train.ema import EMA
+from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, build_optimizer, lr_factor, train
+
+
+class ToyTask(TrainTask):
+    """Regression with a frozen first layer and dropout (so RNG state matters for exact resume)."""
+
+    def __init__(self, seed=0, fail_at=None):
+        torch.manual_seed(seed)
+        self.model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.2), nn.LayerNorm(16), nn.Linear(16, 1))
+        self.model[0].requires_grad_(False)
+        self.fail_at = fail_at
+        self.saved = None
+
+    def param_groups(self):
+        return [ParamGroup("norm", list(self.model[2].named_parameters(prefix="2")), 0.1),
+                ParamGroup("head", list(self.model[3].named_parameters(prefix="3")), 1.0)]
+
+    def batches(self, start_step, rank, world_size):
+        step = start_step
+        while True:
+            g = torch.Generator().manual_seed(1000 + step * world_size + rank)
+            x = torch.randn(8, 4, generator=g)
+            yield {"x": x, "y": x.sum(1, keepdim=True)}
+            step += 1
+
+    def step(self, model, batch, step):
+        loss = ((model(batch["x"]) - batch["y"]) ** 2).mean()
+        if self.fail_at is not None and step == self.fail_at:
+            loss = loss * float("nan")
+        return StepOutput(loss, {"loss_mse": float(loss.detach())})
+
+    def save(self, model, out_dir):
+        self.saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _loop(tmp_path, steps, **kw):
+    return LoopConfig(output_dir=str(tmp_path), max_steps=steps, batch_size=8, log_every=1, save_every=kw.pop("save_every", 3),
+                      image_every=0, progress=False, **kw)
+
+
+OPTIM = OptimConfig(lr=1e-2, warmup_steps=2, weight_decay=0.1)
+
+
+def test_lr_schedule():
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_factor(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_factor(10, cfg, 110) == pytest.approx(1.0)
+    assert lr_factor(60, cfg, 110) == pytest.approx(0.55)
+    assert lr_factor(110, cfg, 110) == pytest.approx(0.1)
+
+
+def test_optimizer_groups_scale_and_decay():
+    task = ToyTask()
+    opt = build_optimizer(task.param_groups(), OptimConfig(lr=1e-3, weight_decay=0.05))
+    by = {(g["group"], g["weight_decay"]): g for g in opt.param_groups}
+    assert by[("norm", 0.0)]["lr"] == pytest.approx(1e-4)  # exactly 0.1x
+    assert by[("head", 0.05)]["lr"] == pytest.approx(1e-3)
+    assert ("norm", 0.05) not in by  # LayerNorm weights take no decay
+    assert all(p.ndim == 2 for p in by[("head", 0.05)]["params"])
+    frozen = {id(p) for p in task.model[0].parameters()}
+    assert not any(id(p) in frozen for g in opt.param_groups for p in g["params"])
+
+
+def test_training_reduces_loss_and_keeps_frozen_layer(tmp_path):
+    task = ToyTask()
+    frozen = task.model[0].weight.clone()
+    train(task, _loop(tmp_path, 30, save_every=100), OPTIM)
+    logs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(x["loss"] for x in logs[-5:]) < sum(x["loss"] for x in logs[:5])
+    assert torch.equal(task.model[0].weight, frozen)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000030"]
+    assert (tmp_path / "tensorboard").is_dir() and task.saved is not None
+
+
+def test_resume_is_exact(tmp_path):
+    straight = ToyTask()
+    train(straight, _loop(tmp_path / "a", 7), OPTIM)
+
+    first = ToyTask()
+    train(first, _loop(tmp_path / "b", 3), OPTIM)  # "killed" after the step-3 checkpoint
+    second = ToyTask(seed=123)  # a fresh process: different init, everything must come from the checkpoint
+    train(second, _loop(tmp_path / "b", 7), OPTIM, resume=True)
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for name in straight.saved:  # the EMA weights handed to save() too
+        assert torch.equal(straight.saved[name], second.saved[name]), name
+
+
+def test_refuses_to_overwrite_checkpoints_and_ignores_partial_saves(tmp_path):
+    train(ToyTask(), _loop(tmp_path, 3), OPTIM)
+    (tmp_path / "checkpoint-0000009.tmp").mkdir()  # a save killed half-way
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000003"]
+    with pytest.raises(UniLIPError, match="--resume"):
+        train(ToyTask(), _loop(tmp_path, 6), OPTIM)
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path):
+    with pytest.raises(UniLIPError, match="step 4"):
+        train(ToyTask(fail_at=4), _loop(tmp_path, 10), OPTIM)
+
+
+def test_ema_warmup_and_swap():
+    model = nn.Linear(2, 1)
+    ema = EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    live = model.weight.clone()
+    ema.update(model)
+    ema.store(model)
+    ema.copy_to(model)
+    assert not torch.equal(model.weight, live)
+    ema.restore(model)
+    assert torch.equal(model.weight, live)
+    state = ema.state_dict()
+    other = EMA(model)
+    other.load_state_dict(state)
+    assert other.updates == 1 and torch.equal(other.shadow["weight"], ema.shadow["weight"])
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    train(ToyTask(), _loop(tmp_path, 3), OPTIM)
+    ckpt = list_checkpoints(tmp_path)[-1]
+    (ckpt / "optimizer.pt").write_bytes(b"garbage")
+    with pytest.raises(UniLIPError, match="cannot resume"):
+        train(ToyTask(), _loop(tmp_path, 6), OPTIM, resume=True)
+    assert Path(ckpt).is_dir()
