@@ -43,7 +43,7 @@ def test_every_command_has_help(capsys):
 def test_version_and_demo(tmp_path):
     r = run("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"unilip {__version__}"
-    r = run("demo", "--out", tmp_path / "demo")
+    r = run("miniworld", "sheet", "--out", tmp_path / "demo")
     assert r.returncode == 0, r.stderr
     from PIL import Image
 

@@ -33,6 +33,13 @@ def _miniworld_config(args: argparse.Namespace):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from unilip.demo import run_demo
+
+    run_demo(args.out, n=args.n, seed=args.seed, model=args.model, tokenizer=args.tokenizer)
+    return 0
+
+
+def cmd_miniworld_sheet(args: argparse.Namespace) -> int:
     from unilip.data.miniworld.sheet import write_sample_sheet
 
     png, md = write_sample_sheet(args.out, _miniworld_config(args))
@@ -95,10 +102,76 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_mllm(args: argparse.Namespace) -> int:
+    from unilip.train.mllm import load_mllm_config, train_mllm
+
+    cfg = load_mllm_config(args.config, args.overrides)
+    out = train_mllm(cfg, resume=args.resume)
+    print(f"trained the MLLM's {cfg.stage.name} stage: checkpoints in {out}, final (EMA) model in {out / 'final'}")
+    return 0
+
+
 def _load_tokenizer(path: str):
+    from unilip.hub import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
 
-    return UniLIPTokenizer.from_pretrained(path).eval()
+    return UniLIPTokenizer.from_pretrained(resolve_model(path, "tokenizer")).eval()
+
+
+def _load_mllm(args: argparse.Namespace):
+    """The MLLM of ``--model``, with the UniLIP encoder of ``--tokenizer`` swapped in when ``--encoder unilip``."""
+    from unilip.hub import resolve_model
+    from unilip.mllm.model import MLLM
+
+    mllm = MLLM.from_pretrained(resolve_model(args.model, "mllm"))
+    if args.encoder == "unilip":
+        mllm.use_encoder(_load_tokenizer(args.tokenizer).encoder)
+    return mllm.eval()
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    import torch
+
+    from unilip.data.images import load_image
+    from unilip.data.loader import eval_transform
+
+    mllm = _load_mllm(args)
+    image = eval_transform(load_image(args.image), mllm.image_size)[None]
+    question = " ".join(args.question).strip()
+    if not question:
+        raise UniLIPError("the question is empty")
+    with torch.no_grad():
+        print(mllm.answer([question], image)[0])
+    return 0
+
+
+def cmd_eval_understanding(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from unilip.config import get_preset
+    from unilip.eval.understanding import evaluate_understanding
+
+    mllm = _load_mllm(args)
+    cfg = get_preset("mini").miniworld
+    datasets = [args.data] if args.data else ["miniworld:test", "miniworld:heldout"]
+    results = {"model": str(args.model), "encoder": args.encoder,
+               "tokenizer": str(args.tokenizer) if args.encoder == "unilip" else None}
+    for data in datasets:
+        r = evaluate_understanding(mllm, data, args.n, cfg, knowledge=data == datasets[0])
+        rows = r.pop("rows")
+        results[data] = r
+        per_type = ", ".join(f"{t} {100 * a:.1f}% (chance {100 * r['chance'][t]:.0f}%)" for t, a in r["per_type"].items())
+        print(f"{data}: {100 * r['overall']:.1f}% of {r['n']} ({per_type})")
+        if "knowledge" in r:
+            print(f"world knowledge (held-out phrasings): {100 * r['knowledge']['accuracy']:.1f}% of {r['knowledge']['n']}")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out.with_name(f"{args.out.stem}-{data.replace(':', '_').replace('/', '_')}-answers.jsonl"), "w") as f:
+                f.writelines(_json.dumps(row) + "\n" for row in rows)
+    if args.out:
+        args.out.write_text(_json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -155,6 +228,20 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce_tokenizer(args: argparse.Namespace) -> int:
+    import time
+
+    from unilip.eval.reproduce_tokenizer import reproduce_tokenizer
+
+    t0 = time.perf_counter()
+    results = reproduce_tokenizer(args.out, mllm=args.mllm, quick=args.quick)
+    print(f"done in {(time.perf_counter() - t0) / 60:.1f} min: {args.out / 'report.md'}, {args.out / 'report.html'}")
+    for name, r in results["variants"].items():
+        print(f"  {name:15s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  VQA {100 * r['vqa']:5.1f}%  drift {r['feature_drift']:.4f}")
+    print(f"  original encoder VQA {100 * results['original_encoder']['vqa']:.1f}%")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------------------- parser
 
 
@@ -169,10 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default (now: a mini-world sample sheet)",
-                       description="Render a mini-world sample sheet: scenes with captions, questions and edits.")
-    p.add_argument("--out", type=Path, default=Path("unilip-demo"), help="output directory (default: unilip-demo)")
-    _add_miniworld_config_args(p)
+    p = sub.add_parser("demo", help="the embedded default end to end: reconstruct and understand mini-world scenes",
+                       description=("Render fresh held-out mini-world scenes, reconstruct them with the UniLIP "
+                                    "tokenizer, ask the MLLM about them with its original and with the UniLIP "
+                                    "encoder, and write an HTML page (under a minute on a laptop CPU)."))
+    p.add_argument("-o", "--out", type=Path, default=Path("unilip-demo"), help="output directory (default: unilip-demo)")
+    p.add_argument("--n", type=int, default=8, help="scenes to show (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="which held-out scenes (default 0)")
+    p.add_argument("--model", default="mini", help="MLLM ('mini' = bundled)")
+    p.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer ('mini' = bundled)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show configs and presets", description="Show and check configs.")
@@ -209,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_miniworld_config_args(q)
     q.set_defaults(func=cmd_miniworld_make)
 
+    q = mw.add_parser("sheet", help="render a sample sheet of scenes, captions, questions and edits",
+                      description="Write miniworld_sheet.png and miniworld_sheet.md: what the models learn from.")
+    q.add_argument("--out", type=Path, default=Path("unilip-sheet"), help="output directory")
+    _add_miniworld_config_args(q)
+    q.set_defaults(func=cmd_miniworld_sheet)
+
     q = mw.add_parser("detect", help="print the scene graph detected in images", description=(
         "Recover the scene graph of each image from its pixels and print it as JSON, one line per image. "
         "Unreadable images are reported on stderr and the exit status is 1."))
@@ -226,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100 optim.lr=3e-4")
     q.set_defaults(func=cmd_train_tokenizer)
 
+    q = train_sub.add_parser("mllm", help="train one stage of the mini MLLM", description=(
+        "Train the mini MLLM: the vision stage (dense patch attributes) then the instruct stage (questions, captions, "
+        "world knowledge). configs/mllm/*.yaml."))
+    q.add_argument("--config", type=Path, help="stage config YAML, e.g. configs/mllm/mini_vision.yaml")
+    q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100")
+    q.set_defaults(func=cmd_train_mllm)
+
     q = sub.add_parser("reconstruct", help="reconstruct images with a UniLIP tokenizer",
                        description="Encode each image to the UniLIP latent and decode it back; writes <name>_recon.png.")
     q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
@@ -234,6 +340,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=int, help="resize + centre-crop to this size first (default: the model's image size)")
     q.add_argument("--pad", action="store_true", help="official 256 px mode: reflect-pad to a multiple of the token stride")
     q.set_defaults(func=cmd_reconstruct)
+
+    def add_mllm_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", default="mini", help="MLLM: 'mini' (bundled), an InternVL directory or repo id")
+        q.add_argument("--encoder", choices=["original", "unilip"], default="original",
+                       help="the MLLM's own vision encoder, or the UniLIP encoder of --tokenizer swapped in")
+        q.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer for --encoder unilip ('mini' = bundled)")
+
+    q = sub.add_parser("ask", help="ask the MLLM a question about an image",
+                       description="Answer a question about an image with the MLLM (original or UniLIP encoder).")
+    q.add_argument("image", type=Path, metavar="IMAGE")
+    q.add_argument("question", nargs="+", metavar="QUESTION")
+    add_mllm_args(q)
+    q.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("reproduce", help="reproduce the paper's results in miniature", description=(
+        "Reproduce the paper's results on the mini world."))
+    repro = p.add_subparsers(dest="reproduce_command", metavar="WHAT", required=True)
+    q = repro.add_parser("tokenizer", help="the tokenizer's claims: reconstruction vs understanding, and ablations",
+                         description=("Train the UniLIP tokenizer five ways on the mini MLLM's encoder (stage 1 only, "
+                                      "the full recipe, direct fine-tuning, no distillation, no stage 1) and report "
+                                      "reconstruction and VQA accuracy beside the paper's claims (about 40 min on 2 "
+                                      "cores; --quick is a smoke run)."))
+    q.add_argument("-o", "--out", type=Path, required=True, help="output directory (runs, results.json, report.md/.html)")
+    q.add_argument("--quick", action="store_true", help="a few steps and small evaluations (a smoke test, not results)")
+    q.add_argument("--mllm", default="mini", help="the MLLM whose encoder is revamped ('mini' = bundled)")
+    q.set_defaults(func=cmd_reproduce_tokenizer)
 
     p = sub.add_parser("eval", help="evaluate a model", description="Evaluate a model.")
     eval_sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
@@ -252,6 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lpips-weights", help="directory with LPIPS weights (needs the lpips extra)")
     q.add_argument("--fid-weights", help="Inception weights file for rFID (needs the fid extra)")
     q.set_defaults(func=cmd_eval_recon)
+
+    q = eval_sub.add_parser("understanding", help="VQA accuracy of the MLLM, per question type", description=(
+        "Exact-match accuracy of the MLLM's answers per question type and overall, with chance levels, on held-out "
+        "scenes (default: miniworld:test and the held-out colour-shape pairs, miniworld:heldout) and on held-out "
+        "phrasings of its world knowledge."))
+    add_mllm_args(q)
+    q.add_argument("--data", help="miniworld:SPLIT or a dataset written by `unilip miniworld make --task vqa`")
+    q.add_argument("--n", type=int, default=1000, help="questions per split (default 1000)")
+    q.add_argument("-o", "--out", type=Path, help="results JSON (answers go beside it as JSONL)")
+    q.set_defaults(func=cmd_eval_understanding)
     return parser
 
 

@@ -320,7 +320,7 @@ def unilip_mini() -> UniLIPConfig:
             image_size=64,
             decoder_pretrained=None,
             # 5 stages = f16: 4x4 latent -> 64 px.
-            decoder_block_out_channels=(32, 64, 64, 128, 128),
+            decoder_block_out_channels=(16, 32, 64, 64, 128),  # thin at high resolution: 2x faster to train than 32-64-64-128-128
             decoder_layers_per_block=(1, 1, 1, 1, 1),
             decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"),
             decoder_qkv_multiscales=((), (), (), (5,), (5,)),

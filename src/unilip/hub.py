@@ -148,3 +148,22 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], wha
         raise UniLIPError(f"{what} does not match the model ({'; '.join(problems)}); nothing was loaded")
     with torch.no_grad():
         module.load_state_dict(state_dict, strict=True)
+
+
+# The weights that ship inside the package (trained by our own commands on the mini world; see the README).
+BUNDLED_DIR = Path(__file__).parent / "assets" / "mini"
+BUNDLED_COMPONENTS = ("mllm", "tokenizer")
+
+
+def resolve_model(name_or_path: str | os.PathLike[str], component: str) -> Path | str:
+    """``mini`` -> the bundled weights of ``component`` (``mllm`` or ``tokenizer``); anything else is returned as is
+    (a local directory or a Hugging Face repo id, resolved by the loader)."""
+    if str(name_or_path) != "mini":
+        return name_or_path
+    if component not in BUNDLED_COMPONENTS:
+        raise UniLIPError(f"no bundled mini weights for {component!r}; bundled: {', '.join(BUNDLED_COMPONENTS)}")
+    path = BUNDLED_DIR / component
+    if not (path / "config.json").is_file():
+        raise UniLIPError(f"the bundled mini {component} is missing from this installation ({path}); reinstall unilip, "
+                          "or train one (README: 'The embedded default') and pass its directory")
+    return path

@@ -47,7 +47,7 @@ class ToyTask(TrainTask):
 
 def _loop(tmp_path, steps, **kw):
     return LoopConfig(output_dir=str(tmp_path), max_steps=steps, batch_size=8, log_every=1, save_every=kw.pop("save_every", 3),
-                      image_every=0, progress=False, **kw)
+                      report_every=0, progress=False, **kw)
 
 
 OPTIM = OptimConfig(lr=1e-2, warmup_steps=2, weight_decay=0.1)

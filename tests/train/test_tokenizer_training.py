@@ -23,7 +23,7 @@ TINY = [
     "model.tokenizer.decoder_block_out_channels=[8, 8, 16, 16, 32]", "model.tokenizer.decoder_attention_head_dim=8",
     "model.generator.connector_layers=1", "model.miniworld.image_size=32", "model.miniworld.sizes={small: 0.3, large: 0.45}",
     "model.miniworld.max_objects=2",
-    "data.image_size=32", "data.grid_images=2", "loop.batch_size=4", "loop.log_every=1", "loop.image_every=0",
+    "data.image_size=32", "data.grid_images=2", "loop.batch_size=4", "loop.log_every=1", "loop.report_every=0",
     "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
 ]
 STAGE2 = ["stage.name=stage2", "stage.trainable={encoder: 0.1, projection: 1.0, decoder: 1.0}", "loss.distill_weight=1.0"]
@@ -102,7 +102,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 
 def test_grids_and_final_model(tmp_path):
-    out = train_tokenizer(_cfg(tmp_path, "loop.image_every=2", steps=2))
+    out = train_tokenizer(_cfg(tmp_path, "loop.report_every=2", steps=2))
     assert (out / "images" / "recon-0000002.png").is_file()
     model = UniLIPTokenizer.from_pretrained(out / "final")
     assert model.encode(torch.rand(1, 3, 32, 32)).shape == (1, 32, 2, 2)

@@ -66,7 +66,7 @@ class LoopConfig:
     log_every: int = 10
     save_every: int = 500  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2
-    image_every: int = 500  # write the task's images (e.g. reconstruction grids) every N steps; 0 disables
+    report_every: int = 500  # call the task's report (reconstruction grids, quick evals) every N steps; 0 disables
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30 % slower)
     progress: bool = True
 
@@ -122,8 +122,8 @@ class TrainTask:
         """The aux objective's loss, or None when it is not active at ``step``."""
         return None
 
-    def images(self, model: nn.Module, step: int, out_dir: Path) -> None:
-        """Write pictures of progress (called with the EMA weights in place)."""
+    def report(self, model: nn.Module, step: int, out_dir: Path) -> None:
+        """Write pictures or quick metrics of progress into ``out_dir`` (called with the EMA weights in place)."""
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
         """Write the final model (called with the EMA weights in place)."""
@@ -260,8 +260,8 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
                     _log(out, writer, step, logs)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "images_per_s") or k.startswith("loss_")})
             bar.update(1)
-            if acc.is_main_process and loop.image_every and (step % loop.image_every == 0 or step == loop.max_steps):
-                _with_ema(task, model, ema, lambda: task.images(model, step, out / "images"))
+            if acc.is_main_process and loop.report_every and (step % loop.report_every == 0 or step == loop.max_steps):
+                _with_ema(task, model, ema, lambda: task.report(model, step, out))
             if step % loop.save_every == 0 or step == loop.max_steps:
                 write_checkpoint(out, step, is_main=acc.is_main_process, rank=acc.process_index, barrier=acc.wait_for_everyone,
                                  model=model, ema=ema, optimizer=_inner(optimizer), state={"data_step": step},

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from unilip.config import UniLIPConfig
-from unilip.config_io import from_dict, load_config, merge_fields, parse_overrides, read_yaml, to_dict
 from unilip.errors import ConfigError
 from unilip.tokenizer.losses import (
     LossConfig,
@@ -30,6 +29,7 @@ from unilip.tokenizer.losses import (
     generator_adversarial_loss,
 )
 from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
+from unilip.train.stage_config import load_stage_config
 
 logger = logging.getLogger("unilip.train")
 
@@ -85,14 +85,7 @@ class TokenizerTrainConfig:
 
 def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TokenizerTrainConfig:
     """A stage config from YAML + ``dotted.key=value`` overrides; ``model:`` starts from ``model.preset`` (default mini)."""
-    data = merge_fields(TokenizerTrainConfig, read_yaml(path) if path else {}, parse_overrides(overrides))
-    model_data = dict(data.pop("model", None) or {})
-    model_data.setdefault("preset", "mini")
-    try:
-        model = load_config(UniLIPConfig, None, model_data)
-    except ConfigError as err:
-        raise ConfigError(f"model.{err}") from None
-    return from_dict(TokenizerTrainConfig, {**data, "model": to_dict(model)})
+    return load_stage_config(TokenizerTrainConfig, path, overrides)
 
 
 class TokenizerTask(TrainTask):
@@ -180,11 +173,11 @@ class TokenizerTask(TrainTask):
         loss, logs = discriminator_loss(aux_model, out.extras["images"], out.extras["reconstruction"], self.cfg.loss.lecam_weight)
         return StepOutput(loss, logs)
 
-    def images(self, model: nn.Module, step: int, out_dir: Path) -> None:
+    def report(self, model: nn.Module, step: int, out_dir: Path) -> None:
         from unilip.eval.grid import save_grid
 
         images = self._grid.to(next(model.parameters()).device)
-        save_grid([images, model.reconstruct(images)], out_dir / f"recon-{step:07d}.png")
+        save_grid([images, model.reconstruct(images)], out_dir / "images" / f"recon-{step:07d}.png")
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
         model.save_pretrained(out_dir)

@@ -1,0 +1,60 @@
+"""Write the embedded default: the mini MLLM and the mini UniLIP tokenizer, in fp16, into the package.
+
+    python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage2/final
+
+``scripts/train_bundled_mini.sh`` runs the whole recipe (every command and config) and then this. The weights are
+re-committed only when the recipe changes: git keeps every version of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from unilip.hub import BUNDLED_DIR
+
+
+def write_bundle(mllm_dir: str | Path, tokenizer_dir: str | Path, dest: Path = BUNDLED_DIR, notes: dict | None = None) -> dict:
+    """Copy both models to ``dest`` in fp16 with a PROVENANCE.json; returns the sizes in bytes."""
+    from unilip.mllm.model import MLLM
+    from unilip.tokenizer import UniLIPTokenizer
+
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    MLLM.from_pretrained(mllm_dir).half().save_pretrained(tmp / "mllm")
+    UniLIPTokenizer.from_pretrained(tokenizer_dir).half().save_pretrained(tmp / "tokenizer")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+    provenance = {"mllm_from": str(mllm_dir), "tokenizer_from": str(tokenizer_dir), "git_commit": commit,
+                  "recipe": "scripts/train_bundled_mini.sh", "dtype": "float16", "bytes": sizes, **(notes or {})}
+    (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m unilip.bundle", description=__doc__.splitlines()[0])
+    ap.add_argument("--mllm", required=True)
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--dest", type=Path, default=BUNDLED_DIR)
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    sizes = write_bundle(args.mllm, args.tokenizer, args.dest)
+    total = sum(sizes.values())
+    print(f"wrote {args.dest}: {total / 2**20:.2f} MiB in {len(sizes)} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The mini MLLM's text tokenizer: word-level, built from the mini world's own words, with InternVL's chat format.
+
+Built with the ``tokenizers`` library and wrapped as transformers' ``PreTrainedTokenizerFast``, so it saves beside
+the model (``tokenizer.json``) and loads with ``AutoTokenizer.from_pretrained`` — no hub download. One word is one
+token, so every one-word answer is exactly one token.
+
+The chat format is InternVL's (Qwen2's ``<|im_start|>`` / ``<|im_end|>``), with an image written as ``<img>``,
+``image_seq_length`` x ``<IMG_CONTEXT>``, ``</img>``; :func:`chat_prompt` and the saved ``chat_template`` agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+from unilip.data.miniworld.config import PALETTE, SHAPES, MiniWorldConfig
+from unilip.data.miniworld.edits import REGIONS
+from unilip.data.miniworld.language import NUMBER_WORDS, RELATION_PHRASES, plural
+
+PAD, UNK, IM_START, IM_END = "<pad>", "<unk>", "<|im_start|>", "<|im_end|>"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+SPECIAL_TOKENS = (PAD, UNK, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT)
+
+# Instructions the unilip models are prompted with (understanding, captioning, and the generation issue's prompts).
+PROMPT_TEXTS = (
+    "describe the image.", "generate an image:", "generate an image.", "edit the image:", "edit the image.",
+    "user", "assistant", "answer with one word.",
+)
+_WORD = re.compile(r"\w+|[^\w\s]+")  # the same split as tokenizers' Whitespace pre-tokenizer
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def world_vocabulary(n_samples: int = 400) -> list[str]:
+    """Every word the mini world's captions, questions, edits, knowledge facts and prompts can use, sorted.
+
+    Drawn from the richest world (all shapes, all colours, up to 6 objects), so one vocabulary serves every config.
+    """
+    from unilip.data.miniworld.dataset import make_records
+    from unilip.mllm.knowledge import knowledge_facts
+
+    full = MiniWorldConfig(max_objects=6, shapes=SHAPES, colors=tuple(PALETTE))
+    vocab: set[str] = set()
+    texts = list(PROMPT_TEXTS) + list(NUMBER_WORDS) + list(RELATION_PHRASES.values()) + ["left", "right", "above", "below", "yes", "no"]
+    texts += list(PALETTE) + list(SHAPES) + [plural(s) for s in SHAPES] + list(full.sizes) + ["small", "large"]
+    texts += [phrase for _, at, to in REGIONS.values() for phrase in (at, to)]
+    for task, key in (("captions", "caption"), ("vqa", "question"), ("vqa", "answer"), ("edit", "instruction")):
+        texts += [r[key] for r in make_records(task, full, "train", 0, n_samples)]
+    texts += [t for f in knowledge_facts(tuple(PALETTE), SHAPES) for t in (f.question, f.answer)]
+    for text in texts:
+        vocab.update(words(text))
+    return sorted(vocab)
+
+
+def chat_template(image_seq_length: int) -> str:
+    """The Jinja chat template saved with the tokenizer (messages whose content is text or [{type: image|text}])."""
+    image = IMG_START + IMG_CONTEXT * image_seq_length + IMG_END
+    return (
+        "{% for m in messages %}" + IM_START + "{{ m['role'] }}\n"
+        "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}" + image + "\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+        + IM_END + "\n{% endfor %}{% if add_generation_prompt %}" + IM_START + "assistant\n{% endif %}"
+    )
+
+
+def chat_prompt(question: str, image_seq_length: int | None, answer: str | None = None) -> str:
+    """One user turn (an image first when ``image_seq_length`` is given, then ``question``) and the assistant's
+    start; with ``answer``, the finished assistant turn (for training)."""
+    image = f"{IMG_START}{IMG_CONTEXT * image_seq_length}{IMG_END}\n" if image_seq_length else ""
+    text = f"{IM_START}user\n{image}{question}{IM_END}\n{IM_START}assistant\n"
+    return text if answer is None else f"{text}{answer}{IM_END}\n"
+
+
+def build_text_tokenizer(vocabulary: list[str] | None = None, image_seq_length: int = 16):
+    """A word-level ``PreTrainedTokenizerFast`` over ``vocabulary`` (default: :func:`world_vocabulary`)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = vocabulary if vocabulary is not None else world_vocabulary()
+    entries = list(SPECIAL_TOKENS) + [w for w in vocabulary if w not in SPECIAL_TOKENS]
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(entries)}, unk_token=UNK))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token=UNK, pad_token=PAD, eos_token=IM_END,
+        additional_special_tokens=[IM_START, IMG_START, IMG_END, IMG_CONTEXT], padding_side="left",  # generation appends on the right
+    )
+    tokenizer.chat_template = chat_template(image_seq_length)
+    return tokenizer
