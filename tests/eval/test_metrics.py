@@ -12,6 +12,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from unilip.errors import UniLIPError
 from unilip.eval import metrics
 from unilip.eval.metrics import (
     FeatureFrechet,
@@ -23,7 +24,6 @@ from unilip.eval.metrics import (
     ssim,
     ssim_official,
 )
-from unilip.errors import UniLIPError
 
 
 @pytest.fixture()

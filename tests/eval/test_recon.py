@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from PIL import Image
+from tiny import TINY_MODEL
 
 from unilip.cli import main
 from unilip.data.miniworld import MiniWorldConfig
@@ -15,19 +16,13 @@ from unilip.eval.recon import evaluate_reconstruction
 from unilip.tokenizer import UniLIPTokenizer
 from unilip.train.tokenizer import load_train_config
 
-TINY = [
-    "model.mllm.vision.hidden_size=32", "model.mllm.vision.num_layers=1", "model.mllm.vision.num_heads=2",
-    "model.mllm.vision.intermediate_size=64", "model.mllm.vision.image_size=32", "model.mllm.language.hidden_size=32",
-    "model.mllm.language.num_heads=2", "model.mllm.language.num_kv_heads=1", "model.mllm.language.intermediate_size=64",
-    "model.tokenizer.image_size=32", "model.tokenizer.decoder_block_out_channels=[8, 8, 16, 16, 32]",
-    "model.tokenizer.decoder_attention_head_dim=8", "model.generator.connector_layers=1",
-]
+
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     torch.manual_seed(0)
-    model = UniLIPTokenizer.from_config(load_train_config(None, TINY).model)
+    model = UniLIPTokenizer.from_config(load_train_config(None, TINY_MODEL).model)
     path = tmp_path_factory.mktemp("tok")
     model.save_pretrained(path)
     return path

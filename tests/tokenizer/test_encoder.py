@@ -8,8 +8,16 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
-    CLIPConfig, CLIPModel, CLIPVisionConfig, InternVLConfig, InternVLForConditionalGeneration, InternVLModel,
-    InternVLVisionConfig, Qwen2Config, SiglipVisionConfig, SiglipVisionModel,
+    CLIPConfig,
+    CLIPModel,
+    CLIPVisionConfig,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLModel,
+    InternVLVisionConfig,
+    Qwen2Config,
+    SiglipVisionConfig,
+    SiglipVisionModel,
 )
 
 from unilip.config import VisionEncoderConfig, get_preset

@@ -10,7 +10,16 @@ from torch import nn
 from unilip.errors import UniLIPError
 from unilip.train.checkpoint import list_checkpoints
 from unilip.train.ema import EMA
-from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, build_optimizer, lr_factor, train
+from unilip.train.loop import (
+    LoopConfig,
+    OptimConfig,
+    ParamGroup,
+    StepOutput,
+    TrainTask,
+    build_optimizer,
+    lr_factor,
+    train,
+)
 
 
 class ToyTask(TrainTask):

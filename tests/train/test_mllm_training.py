@@ -5,21 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_MODEL
 
 from unilip.errors import ConfigError
 from unilip.mllm.model import MLLM
 from unilip.train.mllm import load_mllm_config, train_mllm
 
-TINY = [
-    "model.mllm.vision.hidden_size=32", "model.mllm.vision.num_layers=1", "model.mllm.vision.num_heads=2",
-    "model.mllm.vision.intermediate_size=64", "model.mllm.vision.image_size=32",
-    "model.mllm.language.hidden_size=32", "model.mllm.language.num_layers=1", "model.mllm.language.num_heads=2",
-    "model.mllm.language.num_kv_heads=1", "model.mllm.language.intermediate_size=64", "model.tokenizer.image_size=32",
-    "model.tokenizer.decoder_block_out_channels=[8, 8, 16, 16, 32]", "model.tokenizer.decoder_attention_head_dim=8",
-    "model.generator.connector_layers=1", "model.miniworld.image_size=32",
-    "model.miniworld.sizes={small: 0.3, large: 0.45}", "model.miniworld.max_objects=2",
-    "loop.batch_size=8", "loop.log_every=1", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=3e-3",
-]
+TINY = [*TINY_MODEL, "loop.batch_size=8", "loop.log_every=1", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=3e-3"]
 
 
 def test_vision_then_instruct(tmp_path):

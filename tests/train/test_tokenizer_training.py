@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_MODEL
 
 from unilip.errors import ConfigError, UniLIPError
 from unilip.tokenizer import UniLIPTokenizer
@@ -16,15 +17,8 @@ from unilip.train.tokenizer import TokenizerTask, load_train_config, train_token
 
 # A tokenizer small enough to train a few steps in a second: 32 px, ViT 32 x 1 layer, 2x2 latent.
 TINY = [
-    "model.mllm.vision.hidden_size=32", "model.mllm.vision.num_layers=1", "model.mllm.vision.num_heads=2",
-    "model.mllm.vision.intermediate_size=64", "model.mllm.vision.image_size=32",
-    "model.mllm.language.hidden_size=32", "model.mllm.language.num_heads=2", "model.mllm.language.num_kv_heads=1",
-    "model.mllm.language.intermediate_size=64", "model.tokenizer.image_size=32",
-    "model.tokenizer.decoder_block_out_channels=[8, 8, 16, 16, 32]", "model.tokenizer.decoder_attention_head_dim=8",
-    "model.generator.connector_layers=1", "model.miniworld.image_size=32", "model.miniworld.sizes={small: 0.3, large: 0.45}",
-    "model.miniworld.max_objects=2",
-    "data.image_size=32", "data.grid_images=2", "loop.batch_size=4", "loop.log_every=1", "loop.report_every=0",
-    "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
+    *TINY_MODEL, "data.image_size=32", "data.grid_images=2", "loop.batch_size=4", "loop.log_every=1",
+    "loop.report_every=0", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
 ]
 STAGE2 = ["stage.name=stage2", "stage.trainable={encoder: 0.1, projection: 1.0, decoder: 1.0}", "loss.distill_weight=1.0"]
 

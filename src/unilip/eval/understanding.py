@@ -50,6 +50,9 @@ def evaluate_understanding(mllm, data: str, n: int | None, cfg: MiniWorldConfig,
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
         images = torch.from_numpy(np.stack([r["image"] for r in chunk])).permute(0, 3, 1, 2).float() / 255
+        size = getattr(mllm, "image_size", None)
+        if size is not None and images.shape[-1] != size:  # the scenes at the MLLM's own resolution
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
         answers = mllm.answer([r["question"] for r in chunk], images)
         for r, a in zip(chunk, answers):
             correct[r["qtype"]].append(a == r["answer"])

@@ -29,6 +29,7 @@ from unilip.mllm.knowledge import knowledge_facts
 from unilip.mllm.vocab import chat_prompt
 
 IGNORE = -100  # label of tokens the loss skips (prompt, padding)
+ATTRIBUTES = ("color", "shape", "size", "obj_x", "obj_y")  # what the vision stage predicts for every patch
 
 
 def position_batches(make: Callable[[int], Any], collate: Callable[[list], Any], batch_size: int, start_step: int,
@@ -49,8 +50,12 @@ def image_tensor(scene: Scene, cfg: MiniWorldConfig) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ dense attributes
 
 
+POSITION_BINS = 8  # object centres are labelled on an 8 x 8 grid (one bin per 8 px at 64 px)
+
+
 def patch_labels(scene: Scene, cfg: MiniWorldConfig, patch_size: int) -> dict[str, np.ndarray]:
-    """Per-patch class ids (0 = background): the object covering most of each patch, if it covers >= 25 % of it."""
+    """Per-patch class ids (0 = background) of the object covering most of each patch (if it covers >= 25 % of
+    it): its colour, shape, size, and the column / row bin of its centre (``obj_x``, ``obj_y``)."""
     size = cfg.image_size
     grid = size // patch_size
     cover = np.zeros((len(scene.objects) + 1, grid, grid), np.float32)
@@ -63,6 +68,8 @@ def patch_labels(scene: Scene, cfg: MiniWorldConfig, patch_size: int) -> dict[st
         "color": [0] + [1 + cfg.colors.index(o.color) for o in scene.objects],
         "shape": [0] + [1 + cfg.shapes.index(o.shape) for o in scene.objects],
         "size": [0] + [1 + list(cfg.sizes).index(o.size) for o in scene.objects],
+        "obj_x": [0] + [1 + min(int(o.x * POSITION_BINS), POSITION_BINS - 1) for o in scene.objects],
+        "obj_y": [0] + [1 + min(int(o.y * POSITION_BINS), POSITION_BINS - 1) for o in scene.objects],
     }
     return {k: np.asarray(v, np.int64)[owner] for k, v in table.items()}
 
@@ -82,7 +89,7 @@ class DenseAttributeData:
     @staticmethod
     def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         out = {"images": torch.stack([it["image"] for it in items])}
-        for key in ("color", "shape", "size"):
+        for key in ATTRIBUTES:
             out[key] = torch.from_numpy(np.stack([it[key] for it in items])).flatten(1)  # (B, grid*grid)
         return out
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError, UniLIPError
-from unilip.mllm.data import DenseAttributeData, InstructionData, InstructionMix, position_batches
+from unilip.mllm.data import POSITION_BINS, DenseAttributeData, InstructionData, InstructionMix, position_batches
 from unilip.mllm.model import MLLM
 from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
 from unilip.train.stage_config import load_stage_config
@@ -69,7 +69,15 @@ def load_mllm_config(path: str | Path | None, overrides: list[str] = ()) -> MLLM
 
 
 class VisionPretrainer(nn.Module):
-    """The MLLM's vision tower with linear heads on its patch tokens: colour, shape and size of each patch's object."""
+    """The MLLM's vision tower with linear heads on its patch tokens: the colour, shape, size and centre (an 8 x 8
+    bin) of each patch's object, and the patch's own row and column.
+
+    The position heads matter. Attribute labels do not depend on where a patch is, so without them the tokens lose
+    their position (a linear probe recovered a token's grid index 15 % of the time), and the language model, whose
+    attention values carry no position, cannot tell where anything is. With the patch's own row and column only,
+    relative-position questions stayed near chance (about 35 % after 3500 instruct steps): the object's centre,
+    written into every one of its patches, is what a "where" question needs to read.
+    """
 
     def __init__(self, vision_config, n_colors: int, n_shapes: int, n_sizes: int):
         from transformers import InternVLVisionModel
@@ -77,8 +85,13 @@ class VisionPretrainer(nn.Module):
         super().__init__()
         self.vision_tower = InternVLVisionModel(vision_config)
         width = vision_config.hidden_size
+        size = vision_config.image_size[0] if isinstance(vision_config.image_size, (list, tuple)) else vision_config.image_size
+        patch = vision_config.patch_size[0] if isinstance(vision_config.patch_size, (list, tuple)) else vision_config.patch_size
+        self.grid = size // patch
         self.heads = nn.ModuleDict({"color": nn.Linear(width, n_colors + 1), "shape": nn.Linear(width, n_shapes + 1),
-                                    "size": nn.Linear(width, n_sizes + 1)})  # class 0 = background
+                                    "size": nn.Linear(width, n_sizes + 1),  # class 0 = background
+                                    "obj_x": nn.Linear(width, POSITION_BINS + 1), "obj_y": nn.Linear(width, POSITION_BINS + 1),
+                                    "row": nn.Linear(width, self.grid), "col": nn.Linear(width, self.grid)})
 
     def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.vision_tower(pixel_values=pixel_values).last_hidden_state[:, 1:]  # (B, 1 + P, C) -> (B, P, C)
@@ -106,12 +119,15 @@ class VisionTask(TrainTask):
 
     def step(self, model: nn.Module, batch, step: int) -> StepOutput:
         logits = model(self.normalize(batch["images"]))
+        grid = self.model.grid
+        index = torch.arange(grid * grid, device=batch["images"].device).expand(batch["images"].shape[0], -1)
+        where = {"row": index // grid, "col": index % grid}  # every patch's own position
         losses, logs = [], {}
         for key, out in logits.items():
-            target = batch[key]
+            target = where.get(key, batch.get(key))
             losses.append(F.cross_entropy(out.flatten(0, 1).float(), target.flatten()))
-            objects = target > 0
-            logs[f"acc_{key}"] = float((out.argmax(-1)[objects] == target[objects]).float().mean()) if objects.any() else 1.0
+            scored = target >= 0 if key in where else target > 0  # attributes: scored on object patches only
+            logs[f"acc_{key}"] = float((out.argmax(-1)[scored] == target[scored]).float().mean()) if scored.any() else 1.0
         loss = sum(losses)
         logs["loss_ce"] = float(loss.detach())
         return StepOutput(loss, logs)

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from unilip.data.miniworld import MiniWorldConfig, Scene, SceneObject, detect, detector_accuracy, match_objects, perturb, render
+from unilip.data.miniworld import (
+    MiniWorldConfig,
+    Scene,
+    SceneObject,
+    detect,
+    detector_accuracy,
+    match_objects,
+    perturb,
+    render,
+)
 from unilip.data.miniworld.config import PALETTE, SHAPES
 
 CFG = MiniWorldConfig()
