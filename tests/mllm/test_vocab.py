@@ -24,7 +24,7 @@ def test_every_world_text_is_known_one_token_per_word(text_tokenizer):
 
 
 def test_chat_template_matches_the_prompt_builder(text_tokenizer):
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what color is the circle?"}]}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what color is the circle?"}, {"type": "image"}]}]
     text = text_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert text == chat_prompt("what color is the circle?", 4)
     ids = text_tokenizer(text)["input_ids"]

@@ -29,7 +29,7 @@ from unilip.mllm.knowledge import knowledge_facts
 from unilip.mllm.vocab import chat_prompt
 
 IGNORE = -100  # label of tokens the loss skips (prompt, padding)
-ATTRIBUTES = ("color", "shape", "size", "obj_x", "obj_y")  # what the vision stage predicts for every patch
+ATTRIBUTES = ("color", "shape", "size")  # the classes the vision stage predicts for every patch (+ the centre)
 
 
 def position_batches(make: Callable[[int], Any], collate: Callable[[list], Any], batch_size: int, start_step: int,
@@ -50,12 +50,9 @@ def image_tensor(scene: Scene, cfg: MiniWorldConfig) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ dense attributes
 
 
-POSITION_BINS = 8  # object centres are labelled on an 8 x 8 grid (one bin per 8 px at 64 px)
-
-
 def patch_labels(scene: Scene, cfg: MiniWorldConfig, patch_size: int) -> dict[str, np.ndarray]:
-    """Per-patch class ids (0 = background) of the object covering most of each patch (if it covers >= 25 % of
-    it): its colour, shape, size, and the column / row bin of its centre (``obj_x``, ``obj_y``)."""
+    """Per-patch labels of the object covering most of each patch (if it covers >= 25 % of it): class ids of its
+    colour, shape and size (0 = background), and its centre ``center`` (x, y in [0, 1]; -1 on background)."""
     size = cfg.image_size
     grid = size // patch_size
     cover = np.zeros((len(scene.objects) + 1, grid, grid), np.float32)
@@ -68,10 +65,11 @@ def patch_labels(scene: Scene, cfg: MiniWorldConfig, patch_size: int) -> dict[st
         "color": [0] + [1 + cfg.colors.index(o.color) for o in scene.objects],
         "shape": [0] + [1 + cfg.shapes.index(o.shape) for o in scene.objects],
         "size": [0] + [1 + list(cfg.sizes).index(o.size) for o in scene.objects],
-        "obj_x": [0] + [1 + min(int(o.x * POSITION_BINS), POSITION_BINS - 1) for o in scene.objects],
-        "obj_y": [0] + [1 + min(int(o.y * POSITION_BINS), POSITION_BINS - 1) for o in scene.objects],
     }
-    return {k: np.asarray(v, np.int64)[owner] for k, v in table.items()}
+    labels = {k: np.asarray(v, np.int64)[owner] for k, v in table.items()}
+    centers = np.asarray([(-1.0, -1.0)] + [(o.x, o.y) for o in scene.objects], np.float32)
+    labels["center"] = centers[owner]  # (grid, grid, 2)
+    return labels
 
 
 @dataclass
@@ -91,6 +89,7 @@ class DenseAttributeData:
         out = {"images": torch.stack([it["image"] for it in items])}
         for key in ATTRIBUTES:
             out[key] = torch.from_numpy(np.stack([it[key] for it in items])).flatten(1)  # (B, grid*grid)
+        out["center"] = torch.from_numpy(np.stack([it["center"] for it in items])).flatten(1, 2)  # (B, grid*grid, 2)
         return out
 
 

@@ -54,21 +54,28 @@ def world_vocabulary(n_samples: int = 400) -> list[str]:
 
 
 def chat_template(image_seq_length: int) -> str:
-    """The Jinja chat template saved with the tokenizer (messages whose content is text or [{type: image|text}])."""
+    """The Jinja chat template saved with the tokenizer (messages whose content is text or [{type: text|image}];
+    put the text first, as :func:`chat_prompt` does)."""
     image = IMG_START + IMG_CONTEXT * image_seq_length + IMG_END
     return (
         "{% for m in messages %}" + IM_START + "{{ m['role'] }}\n"
         "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-        "{% if c['type'] == 'image' %}" + image + "\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+        "{% if c['type'] == 'image' %}{{ '\\n' }}" + image + "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
         + IM_END + "\n{% endfor %}{% if add_generation_prompt %}" + IM_START + "assistant\n{% endif %}"
     )
 
 
 def chat_prompt(question: str, image_seq_length: int | None, answer: str | None = None) -> str:
-    """One user turn (an image first when ``image_seq_length`` is given, then ``question``) and the assistant's
-    start; with ``answer``, the finished assistant turn (for training)."""
-    image = f"{IMG_START}{IMG_CONTEXT * image_seq_length}{IMG_END}\n" if image_seq_length else ""
-    text = f"{IM_START}user\n{image}{question}{IM_END}\n{IM_START}assistant\n"
+    """One user turn (``question``, then an image when ``image_seq_length`` is given) and the assistant's start;
+    with ``answer``, the finished assistant turn (for training).
+
+    The question comes before the image, as in UniLIP's own editing prompts ("Edit the image: ...\n<image>"): with
+    causal attention every image token can then check itself against the question ("am I the red circle?"), which
+    a 4-layer language model needs to find the objects a question names (image first, it answered "where is the
+    triangle?" with another object's place about half the time).
+    """
+    image = f"\n{IMG_START}{IMG_CONTEXT * image_seq_length}{IMG_END}" if image_seq_length else ""
+    text = f"{IM_START}user\n{question}{image}{IM_END}\n{IM_START}assistant\n"
     return text if answer is None else f"{text}{answer}{IM_END}\n"
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError, UniLIPError
-from unilip.mllm.data import POSITION_BINS, DenseAttributeData, InstructionData, InstructionMix, position_batches
+from unilip.mllm.data import DenseAttributeData, InstructionData, InstructionMix, position_batches
 from unilip.mllm.model import MLLM
 from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
 from unilip.train.stage_config import load_stage_config
@@ -69,14 +69,15 @@ def load_mllm_config(path: str | Path | None, overrides: list[str] = ()) -> MLLM
 
 
 class VisionPretrainer(nn.Module):
-    """The MLLM's vision tower with linear heads on its patch tokens: the colour, shape, size and centre (an 8 x 8
-    bin) of each patch's object, and the patch's own row and column.
+    """The MLLM's vision tower with linear heads on its patch tokens: the colour, shape and size of each patch's
+    object, its centre (x, y, regressed), and the patch's own row and column.
 
-    The position heads matter. Attribute labels do not depend on where a patch is, so without them the tokens lose
-    their position (a linear probe recovered a token's grid index 15 % of the time), and the language model, whose
-    attention values carry no position, cannot tell where anything is. With the patch's own row and column only,
-    relative-position questions stayed near chance (about 35 % after 3500 instruct steps): the object's centre,
-    written into every one of its patches, is what a "where" question needs to read.
+    The position heads matter (measured). Attribute labels do not depend on where a patch is, so without them the
+    tokens lose their position (a linear probe recovered a token's grid index 15 % of the time) and the language
+    model, whose attention values carry no position, cannot tell where anything is. With the patch's row and column
+    only, or the object centre as an 8 x 8 bin, "where is the triangle?" stayed near 50 % and relative-position
+    questions near chance: bins do not line up with the thirds of the image a "where" answer names. The centre as
+    two numbers, written into every patch of the object, is what the language model can read and threshold.
     """
 
     def __init__(self, vision_config, n_colors: int, n_shapes: int, n_sizes: int):
@@ -90,7 +91,7 @@ class VisionPretrainer(nn.Module):
         self.grid = size // patch
         self.heads = nn.ModuleDict({"color": nn.Linear(width, n_colors + 1), "shape": nn.Linear(width, n_shapes + 1),
                                     "size": nn.Linear(width, n_sizes + 1),  # class 0 = background
-                                    "obj_x": nn.Linear(width, POSITION_BINS + 1), "obj_y": nn.Linear(width, POSITION_BINS + 1),
+                                    "center": nn.Linear(width, 2),
                                     "row": nn.Linear(width, self.grid), "col": nn.Linear(width, self.grid)})
 
     def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -124,6 +125,12 @@ class VisionTask(TrainTask):
         where = {"row": index // grid, "col": index % grid}  # every patch's own position
         losses, logs = [], {}
         for key, out in logits.items():
+            if key == "center":  # regression on object patches: the centre in [0, 1]
+                on = batch["center"][..., 0] >= 0
+                err = (out.float() - batch["center"]) ** 2
+                losses.append(10 * err[on].mean() if on.any() else out.sum() * 0)
+                logs["center_err"] = float(err[on].detach().mean().sqrt()) if on.any() else 0.0
+                continue
             target = where.get(key, batch.get(key))
             losses.append(F.cross_entropy(out.flatten(0, 1).float(), target.flatten()))
             scored = target >= 0 if key in where else target > 0  # attributes: scored on object patches only
