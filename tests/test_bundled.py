@@ -1,7 +1,8 @@
 """The weights that ship with the package: they load, and they meet their floors on fresh held-out scenes.
 
-Floors sit about 10 points (or 2 dB) under what the bundled models measured when they were made (see the README's
-"embedded default" table); fresh scenes of the test and held-out splits, never seen in training.
+Floors sit about 10 points (or 2 dB) under what the bundled models measured when they were made (README, "The mini
+MLLM and the embedded default": VQA 87.6% original / 87.8% UniLIP encoder on 1000 test questions, PSNR 24.09 dB and
+95.2% detector-exact reconstructions on 1000 test scenes); fresh scenes of the test split, never seen in training.
 """
 
 import pytest
@@ -9,9 +10,14 @@ import torch
 
 from unilip.hub import BUNDLED_DIR, resolve_model
 
-pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / "mllm" / "config.json").is_file(), reason="no bundled weights")
+FLOORS = {"vqa_original": 0.78, "vqa_unilip": 0.78, "psnr": 22.0, "detector_exact": 0.85}
 
-FLOORS = {"vqa_original": 0.70, "vqa_unilip": 0.70, "psnr": 28.0, "detector_exact": 0.90}
+
+def test_the_bundle_ships_with_the_package():
+    for part in ("mllm", "tokenizer"):
+        assert (BUNDLED_DIR / part / "config.json").is_file() and (BUNDLED_DIR / part / "model.safetensors").is_file()
+    total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
+    assert total <= 20 * 2**20, f"bundled weights {total / 2**20:.1f} MiB, over the 20 MiB budget"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def test_reconstruction_floors(models):
 
     tok = models[0]
     cfg = get_preset("mini").miniworld
-    scenes = sample_split(cfg, "test", 1000, 64)
+    scenes = sample_split(cfg, "test", 1000, 200)
     images = torch.from_numpy(np.stack([render(s, cfg) for s in scenes])).permute(0, 3, 1, 2).float() / 255
     recon = tok.reconstruct(images)
     assert float(psnr(recon, images).mean()) >= FLOORS["psnr"]
@@ -75,10 +81,12 @@ def test_reproduce_quick(tmp_path):
     from unilip.eval.reproduce_tokenizer import reproduce_tokenizer
 
     results = reproduce_tokenizer(tmp_path, quick=True)
-    assert set(results["variants"]) == {"stage1_only", "full", "direct_ft", "no_distill", "full_no_stage1"}
+    assert set(results["variants"]) == {"stage1_only", "stage1_long", "full", "distill_0.1", "distill_0.01", "no_distill", "direct_ft",
+                                        "full_no_stage1"}
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["quick"] and saved["distill_curves"]["with_stage1"] and saved["distill_curves"]["without_stage1"]
-    assert saved["variants"]["stage1_only"]["feature_drift"] == 0.0  # stage 1 never touches the encoder
+    for frozen in ("stage1_only", "stage1_long"):
+        assert saved["variants"][frozen]["feature_drift"] == 0.0  # stage 1 never touches the encoder
     text = (tmp_path / "report.md").read_text()
     assert "QUICK SMOKE RUN" in text and "The paper's claims, checked" in text
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64") >= 7

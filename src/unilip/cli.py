@@ -314,22 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", type=Path, help="YAML file of mini-world settings (the world the images come from)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="mini-world setting, e.g. --set max_objects=4")
     q.set_defaults(func=cmd_miniworld_detect)
+    def add_stage_args(q: argparse.ArgumentParser, example: str) -> None:
+        q.add_argument("--config", type=Path, help=f"stage config YAML, e.g. {example}")
+        q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
+        q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100 optim.lr=3e-4")
+
     p = sub.add_parser("train", help="train a model (the stage is in the config)", description="Train a model.")
     train_sub = p.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     q = train_sub.add_parser("tokenizer", help="train one UniLIP tokenizer stage", description=(
         "Train one stage of the UniLIP tokenizer (configs/tokenizer/*.yaml). Multi-process: "
         "torchrun --nproc_per_node N -m unilip.cli train tokenizer ... (or accelerate launch)."))
-    q.add_argument("--config", type=Path, help="stage config YAML, e.g. configs/tokenizer/mini_stage1.yaml")
-    q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
-    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100 optim.lr=3e-4")
+    add_stage_args(q, "configs/tokenizer/mini_stage1.yaml")
     q.set_defaults(func=cmd_train_tokenizer)
 
     q = train_sub.add_parser("mllm", help="train one stage of the mini MLLM", description=(
         "Train the mini MLLM: the vision stage (dense patch attributes) then the instruct stage (questions, captions, "
         "world knowledge). configs/mllm/*.yaml."))
-    q.add_argument("--config", type=Path, help="stage config YAML, e.g. configs/mllm/mini_vision.yaml")
-    q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
-    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100")
+    add_stage_args(q, "configs/mllm/mini_vision.yaml")
     q.set_defaults(func=cmd_train_mllm)
 
     q = sub.add_parser("reconstruct", help="reconstruct images with a UniLIP tokenizer",
@@ -358,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Reproduce the paper's results on the mini world."))
     repro = p.add_subparsers(dest="reproduce_command", metavar="WHAT", required=True)
     q = repro.add_parser("tokenizer", help="the tokenizer's claims: reconstruction vs understanding, and ablations",
-                         description=("Train the UniLIP tokenizer five ways on the mini MLLM's encoder (stage 1 only, "
-                                      "the full recipe, direct fine-tuning, no distillation, no stage 1) and report "
-                                      "reconstruction and VQA accuracy beside the paper's claims (about 40 min on 2 "
+                         description=("Train the UniLIP tokenizer eight ways on the mini MLLM's encoder (stage 1 only, "
+                                      "stage 1 for as many steps as the full recipe, the full recipe, distillation "
+                                      "weights 0.1 and 0.01, no distillation, direct fine-tuning, no stage 1) and report "
+                                      "reconstruction and VQA accuracy beside the paper's claims (about 35 min on 2 "
                                       "cores; --quick is a smoke run)."))
     q.add_argument("-o", "--out", type=Path, required=True, help="output directory (runs, results.json, report.md/.html)")
     q.add_argument("--quick", action="store_true", help="a few steps and small evaluations (a smoke test, not results)")

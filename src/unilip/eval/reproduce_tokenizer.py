@@ -1,13 +1,16 @@
 """The paper's tokenizer results in miniature: ``unilip reproduce tokenizer -o DIR [--quick]``.
 
-On the mini MLLM's vision tower + projector (the "CLIP" of the mini world), train the UniLIP tokenizer five ways and
+On the mini MLLM's vision tower + projector (the "CLIP" of the mini world), train the UniLIP tokenizer eight ways and
 measure, on held-out scenes, how well each reconstructs and how well the MLLM still understands with it:
 
 ==================  =========================================================================================
 ``stage1_only``     stage 1: encoder frozen, h_phi + decoder train (understanding unchanged by construction)
+``stage1_long``     a control: stage 1 for the full recipe's total steps, so that stage 2's gain is not just more steps
 ``full``            the recipe: stage 1, then stage 2 (encoder at 0.1x, self-distillation)
 ``direct_ft``       one stage, everything at the full learning rate, no distillation (same total steps)
 ``no_distill``      stage 1, then stage 2 without self-distillation
+``distill_0.1``     the full recipe with the distillation weight at 0.1 (and ``distill_0.01``): the trade-off
+                    between reconstruction and understanding that lambda sets, between ``no_distill`` and ``full``
 ``full_no_stage1``  stage 2 alone, h_phi + decoder from scratch (same total steps), with its distillation curve
 ==================  =========================================================================================
 
@@ -70,11 +73,13 @@ def _variants(s: ReproduceSettings, runs: Path) -> dict[str, list[tuple[str, lis
     init = f"stage.init={runs / 'stage1' / 'final'}"
     return {
         "stage1_only": [s1],
+        "stage1_long": [("stage1_long", [*s1[1][:-1], f"loop.max_steps={total}"])],
         "full": [s1, ("full", ["stage.name=stage2", stage2, init, "loss.distill_weight=1.0", f"loop.max_steps={s.stage2_steps}"])],
         "direct_ft": [("direct_ft", ["stage.name=stage2", "stage.trainable={encoder: 1.0, projection: 1.0, decoder: 1.0}",
                                      "loss.distill_weight=0", f"loop.max_steps={total}"])],
-        "no_distill": [s1, ("no_distill", ["stage.name=stage2", stage2, init, "loss.distill_weight=0",
-                                           f"loop.max_steps={s.stage2_steps}"])],
+        **{name: [s1, (name, ["stage.name=stage2", stage2, init, f"loss.distill_weight={weight}",
+                               f"loop.max_steps={s.stage2_steps}"])]
+           for name, weight in (("distill_0.1", 0.1), ("distill_0.01", 0.01), ("no_distill", 0))},
         "full_no_stage1": [("full_no_stage1", ["stage.name=stage2", stage2, "loss.distill_weight=1.0",
                                                f"loop.max_steps={total}"])],
     }
@@ -134,7 +139,7 @@ def _evaluate(name: str, tok_dir: Path, mllm_dir: Path, s: ReproduceSettings, ou
 
 
 def reproduce_tokenizer(out: str | Path, mllm: str = "mini", quick: bool = False) -> dict[str, Any]:
-    """Train the five variants on the MLLM's encoder, evaluate them, write results.json + report.md + report.html."""
+    """Train the eight variants on the MLLM's encoder, evaluate them, write results.json + report.md + report.html."""
     import numpy as np
 
     from unilip.config import get_preset
