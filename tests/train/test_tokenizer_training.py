@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,9 +135,16 @@ def test_two_processes_agree_and_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "unilip.cli",
            "train", "tokenizer", *args, "loop.batch_size=2", f"loop.output_dir={tmp_path / 'ddp'}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    log = tmp_path / "torchrun.log"
+    with log.open("w") as f:  # a new session, so that a stuck rank can be killed with its launcher
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     ranks = tmp_path / "ddp" / "ranks.json"
-    assert ranks.is_file(), proc.stderr[-3000:]  # judged on what rank 0 wrote (torch 2.13 gloo teardown can abort)
+    assert ranks.is_file(), log.read_text()[-3000:]  # judged on what rank 0 wrote (torch 2.13 gloo teardown can abort)
     sums = json.loads(ranks.read_text())
     assert sums["processes"] == 2 and sums["weight_checksums"][0] == sums["weight_checksums"][1]
     single = train_tokenizer(load_train_config(None, [*args, "loop.batch_size=4", f"loop.output_dir={tmp_path / 'one'}"]))
