@@ -1,5 +1,6 @@
-"""Dual-condition generation and editing: the connector (this far), then the conditioner, the DiT and pipelines."""
+"""Dual-condition generation and editing: the conditioner and the connector (this far); the DiT and pipelines next."""
 
+from unilip.generation.conditioner import Conditioner
 from unilip.generation.connector import Connector
 
-__all__ = ["Connector"]
+__all__ = ["Conditioner", "Connector"]
