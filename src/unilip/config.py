@@ -199,6 +199,9 @@ class GeneratorConfig:
     dit_cross_head_dim: int = 72
     caption_channels: int = 2304  # SANA's text width (Gemma-2-2B); the connector's Linear(D -> 2304) feeds it
     mlp_ratio: float = 2.5  # GLUMBConv
+    # sincos position embeddings: diffusers >= 0.33 turns them off when the key is absent (as in SANA's hub configs),
+    # UniLIP trained under diffusers 0.32.2 where it meant 1 (presets.md, the positional-embedding caveat)
+    dit_interpolation_scale: int = 1
     # The latent is multiplied by this before diffusion and divided after: official `unilip_factor`, 10.6 for 1B and
     # 9.5 for 2B (official §3.5; the ModelArguments default 5.85 is not used by the released runs).
     latent_scale: float = 10.6
@@ -210,7 +213,8 @@ class GeneratorConfig:
                   dit_num_layers=self.dit_num_layers, dit_num_heads=self.dit_num_heads,
                   dit_head_dim=self.dit_head_dim, dit_cross_heads=self.dit_cross_heads,
                   dit_cross_head_dim=self.dit_cross_head_dim, caption_channels=self.caption_channels,
-                  mlp_ratio=self.mlp_ratio, latent_scale=self.latent_scale, cfg_scale=self.cfg_scale,
+                  mlp_ratio=self.mlp_ratio, dit_interpolation_scale=self.dit_interpolation_scale,
+                  latent_scale=self.latent_scale, cfg_scale=self.cfg_scale,
                   num_inference_steps=self.num_inference_steps)
 
     def dit_inner_dim(self) -> int:
