@@ -1,0 +1,89 @@
+"""The UniLIP generator: conditioner -> connector -> SANA DiT, in the frozen UniLIP tokenizer's latent space.
+
+One module holds the whole path so that training stages, pipelines and evaluation share it:
+
+- :meth:`UniLIPGenerator.conditions` turns prompts (and, to edit, source images) into the DiT's cross-attention
+  conditions C (B, L, caption_channels) and their mask;
+- :meth:`UniLIPGenerator.latents` / :meth:`UniLIPGenerator.images` map pixels to scaled latents and back;
+- :meth:`UniLIPGenerator.loss` is the flow-matching objective on a batch.
+
+The MLLM and the tokenizer are frozen; the queries, the connector and the DiT are what the stages train.
+``condition_mode`` selects the paper's ablations: ``dual`` (multimodal hidden states + queries, the default),
+``queries`` (the query outputs only) or ``hidden`` (the hidden states only, queries masked out).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from unilip.config import UniLIPConfig
+from unilip.errors import UniLIPError
+from unilip.generation.conditioner import Conditioner
+from unilip.generation.connector import Connector
+from unilip.generation.dit import build_dit
+from unilip.generation.flow import flow_matching_loss
+
+CONDITION_MODES = ("dual", "queries", "hidden")
+
+
+class UniLIPGenerator(nn.Module):
+    def __init__(self, cfg: UniLIPConfig, mllm, tokenizer, condition_mode: str = "dual"):
+        super().__init__()
+        if condition_mode not in CONDITION_MODES:
+            raise UniLIPError(f"condition_mode: {condition_mode!r} is not one of {', '.join(CONDITION_MODES)}")
+        g = cfg.generator
+        self.cfg, self.condition_mode = cfg, condition_mode
+        self.tokenizer = tokenizer.requires_grad_(False).eval()
+        self.conditioner = Conditioner(mllm, g.num_queries)
+        self.connector = Connector.from_language_model(self.conditioner.language_model, g.connector_layers,
+                                                       g.caption_channels)
+        channels, grid, _ = cfg.latent_shape()
+        self.dit = build_dit(g, latent_channels=channels, latent_size=grid)
+
+    def train(self, mode: bool = True) -> UniLIPGenerator:
+        super().train(mode)
+        self.tokenizer.eval()  # frozen parts stay in eval mode whatever the trainer asks
+        self.conditioner.mllm.eval()
+        return self
+
+    @property
+    def latent_scale(self) -> float:
+        return self.cfg.generator.latent_scale
+
+    @torch.no_grad()
+    def latents(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] -> the DiT's targets: UniLIP latents times ``latent_scale``."""
+        return self.tokenizer.encode(images) * self.latent_scale
+
+    @torch.no_grad()
+    def images(self, latents: Tensor) -> Tensor:
+        """The DiT's latents -> images in [0, 1] (the UniLIP decoder, clamped)."""
+        return self.tokenizer.decode(latents / self.latent_scale, clamp=True)
+
+    def conditions(self, instructions: list[str], source_images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Cross-attention conditions (B, L, caption_channels) and their mask (B, L) for prompts or edits."""
+        features = None
+        if source_images is not None:
+            with torch.no_grad():
+                features = self.tokenizer.features(source_images)
+        hidden, mask = self.conditioner(instructions, features)
+        n = self.cfg.generator.num_queries
+        if self.condition_mode == "queries":
+            mask = torch.cat([torch.zeros_like(mask[:, :-n]), mask[:, -n:]], 1)
+        elif self.condition_mode == "hidden":
+            mask = torch.cat([mask[:, :-n], torch.zeros_like(mask[:, -n:])], 1)
+        return self.connector(hidden, mask), mask
+
+    def loss(self, images: Tensor, instructions: list[str], source_images: Tensor | None = None,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Flow matching on the latents of ``images`` given the prompts (and sources, to edit)."""
+        conditions, mask = self.conditions(instructions, source_images)
+        return flow_matching_loss(self.dit, self.latents(images), conditions, mask, generator)
+
+
+@torch.no_grad()
+def measure_latent_scale(tokenizer, images: Tensor) -> float:
+    """1 / std of the UniLIP latents of ``images``: the factor that gives the DiT unit-variance targets (the
+    official 10.6 for 1B and 9.5 for 2B were chosen so; recompute it for a new tokenizer)."""
+    return float(1.0 / tokenizer.encode(images).float().std())

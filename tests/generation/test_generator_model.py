@@ -1,0 +1,69 @@
+"""UniLIPGenerator: conditions for prompts and edits, the ablation modes, frozen parts, latents and their scale."""
+
+import pytest
+import torch
+
+from tiny import TINY_MODEL
+from unilip.errors import UniLIPError
+from unilip.generation.model import UniLIPGenerator, measure_latent_scale
+
+TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1", "model.generator.dit_num_heads=2",
+            "model.generator.dit_cross_heads=2", "model.generator.dit_cross_head_dim=16",
+            "model.generator.caption_channels=24", "model.generator.latent_scale=2.0"]
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from unilip.mllm.model import MLLM
+    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.tokenizer import UniLIPTokenizer
+    from unilip.train.mllm import load_mllm_config
+
+    torch.manual_seed(0)
+    cfg = load_mllm_config(None, [*TINY_MODEL, *TINY_DIT]).model
+    return cfg, MLLM.from_config(cfg, build_text_tokenizer(image_seq_length=4)), UniLIPTokenizer.from_config(cfg)
+
+
+def _images(n):
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(n))
+
+
+def test_generate_and_edit_conditions_and_what_trains(parts):
+    gen = UniLIPGenerator(*parts)
+    c, mask = gen.conditions(["a red circle", "two blue squares"])
+    assert c.shape[:2] == mask.shape and c.shape[2] == 24
+    ce, me = gen.conditions(["remove the square", "make the circle red"], _images(2))
+    assert ce.shape[1] > c.shape[1]  # the source image's tokens are in the sequence
+    loss = gen.loss(_images(2), ["remove the square", "make the circle red"], _images(2))
+    assert torch.isfinite(loss)
+    loss.backward()
+    trained = {n.split(".")[0] for n, p in gen.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert trained == {"conditioner", "connector", "dit"}
+    assert all(p.grad is None for p in gen.tokenizer.parameters()) and all(p.grad is None for p in gen.conditioner.mllm.parameters())
+    assert {n for n, p in gen.conditioner.named_parameters() if p.grad is not None} == {"queries"}
+
+
+def test_the_ablation_modes_mask_what_they_drop(parts):
+    torch.manual_seed(0)
+    dual = UniLIPGenerator(*parts)
+    outs = {}
+    for mode in ("dual", "queries", "hidden"):
+        gen = UniLIPGenerator(*parts, condition_mode=mode)
+        gen.load_state_dict(dual.state_dict())
+        with torch.no_grad():
+            outs[mode] = gen.conditions(["a red circle"])
+    (c_q, m_q), (c_h, m_h), (_, m_d) = outs["queries"], outs["hidden"], outs["dual"]
+    assert m_q.sum() == 3 and m_q[:, -3:].all() and (c_q[:, :-3] == 0).all()
+    assert m_h.sum() == m_d.sum() - 3 and (c_h[:, -3:] == 0).all()
+    with pytest.raises(UniLIPError, match="condition_mode"):
+        UniLIPGenerator(*parts, condition_mode="text")
+
+
+def test_latents_scale_and_decode_back(parts):
+    gen = UniLIPGenerator(*parts)
+    x = _images(4)
+    z = gen.latents(x)
+    torch.testing.assert_close(z, gen.tokenizer.encode(x) * 2.0)
+    torch.testing.assert_close(gen.images(z), gen.tokenizer.decode(gen.tokenizer.encode(x), clamp=True))
+    s = measure_latent_scale(gen.tokenizer, x)
+    assert abs(float((gen.tokenizer.encode(x) * s).std()) - 1) < 1e-4
