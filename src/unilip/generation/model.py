@@ -19,10 +19,11 @@ from torch import Tensor, nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
-from unilip.generation.conditioner import Conditioner
+from unilip.generation.conditioner import UNCONDITIONAL_EDIT, UNCONDITIONAL_GENERATE, Conditioner
 from unilip.generation.connector import Connector
 from unilip.generation.dit import build_dit
 from unilip.generation.flow import flow_matching_loss
+from unilip.generation.sampling import sample_latents
 
 CONDITION_MODES = ("dual", "queries", "hidden")
 
@@ -80,6 +81,32 @@ class UniLIPGenerator(nn.Module):
         """Flow matching on the latents of ``images`` given the prompts (and sources, to edit)."""
         conditions, mask = self.conditions(instructions, source_images)
         return flow_matching_loss(self.dit, self.latents(images), conditions, mask, generator)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], source_images: Tensor | None = None, num_images_per_prompt: int = 1,
+                 steps: int | None = None, guidance: float | None = None, negative_prompt: str | None = None,
+                 generator: torch.Generator | None = None, scheduler: str = "euler", progress: bool = False) -> Tensor:
+        """Images (B * num_images_per_prompt, 3, S, S) in [0, 1] for prompts, or edits of ``source_images``.
+
+        ``steps`` and ``guidance`` default to the config's; the unconditional branch is ``negative_prompt`` or the
+        official empty prompt (editing keeps the source image there too). Conditions are computed once per call.
+        """
+        if source_images is not None and source_images.shape[0] != len(prompts):
+            raise UniLIPError(f"{source_images.shape[0]} source images for {len(prompts)} prompts")
+        g = self.cfg.generator
+        steps = g.num_inference_steps if steps is None else steps
+        guidance = g.cfg_scale if guidance is None else guidance
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if source_images is not None:
+            source_images = source_images.repeat_interleave(num_images_per_prompt, 0)
+        conditions, mask = self.conditions(prompts, source_images)
+        uncond = uncond_mask = None
+        if guidance != 1.0:
+            empty = UNCONDITIONAL_EDIT if source_images is not None else UNCONDITIONAL_GENERATE
+            uncond, uncond_mask = self.conditions([negative_prompt or empty] * len(prompts), source_images)
+        latents = sample_latents(self.dit, (len(prompts), *self.cfg.latent_shape()), conditions, mask, uncond,
+                                 uncond_mask, guidance, steps, scheduler, generator, progress)
+        return self.images(latents)
 
 
 @torch.no_grad()
