@@ -68,12 +68,16 @@ def _variants(s: ReproduceSettings, runs: Path) -> dict[str, list[tuple[str, lis
     """Each variant: its training stages as (run name, overrides on configs/tokenizer/mini_stage*.yaml)."""
     total = s.stage1_steps + s.stage2_steps
     stage2 = "stage.trainable={encoder: 0.1, projection: 1.0, decoder: 1.0}"
-    s1 = ("stage1", ["stage.name=stage1", "stage.trainable={projection: 1.0, decoder: 1.0}", "loss.distill_weight=0",
-                     f"loop.max_steps={s.stage1_steps}"])
+
+    def stage1(name: str, steps: int) -> tuple[str, list[str]]:
+        return (name, ["stage.name=stage1", "stage.trainable={projection: 1.0, decoder: 1.0}", "loss.distill_weight=0",
+                       f"loop.max_steps={steps}"])
+
+    s1 = stage1("stage1", s.stage1_steps)
     init = f"stage.init={runs / 'stage1' / 'final'}"
     return {
         "stage1_only": [s1],
-        "stage1_long": [("stage1_long", [*s1[1][:-1], f"loop.max_steps={total}"])],
+        "stage1_long": [stage1("stage1_long", total)],
         "full": [s1, ("full", ["stage.name=stage2", stage2, init, "loss.distill_weight=1.0", f"loop.max_steps={s.stage2_steps}"])],
         "direct_ft": [("direct_ft", ["stage.name=stage2", "stage.trainable={encoder: 1.0, projection: 1.0, decoder: 1.0}",
                                      "loss.distill_weight=0", f"loop.max_steps={total}"])],

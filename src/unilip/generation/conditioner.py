@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from unilip.errors import UniLIPError
+from unilip.generation.connector import positions_from_mask
 from unilip.mllm.vocab import IMG_CONTEXT, IMG_START, chat_prompt
 
 GENERATE = "Generate an image: {}"
@@ -73,7 +74,7 @@ class Conditioner(nn.Module):
         queries = self.queries.to(embeds.dtype).expand(len(instructions), -1, -1)
         embeds = torch.cat([embeds, queries], 1)
         mask = torch.cat([text_mask, text_mask.new_ones(queries.shape[:2])], 1)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        position_ids = positions_from_mask(mask)
         hidden = self.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).last_hidden_state
         if edit:  # official "llm processed -> vit processed": the source image's positions carry F itself
             full_positions = torch.cat([image_positions, image_positions.new_zeros(queries.shape[:2])], 1)

@@ -19,6 +19,11 @@ from torch import nn
 from unilip.errors import UniLIPError
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count valid tokens only (padding repeats 0), so the side padding is on changes nothing."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class Connector(nn.Module):
     """``hidden (B, L, D), mask (B, L) -> conditions (B, L, out_channels)``; padded positions are zero."""
 
@@ -52,7 +57,7 @@ class Connector(nn.Module):
         if hidden.ndim != 3 or mask.shape != hidden.shape[:2]:
             raise UniLIPError(f"connector: expected hidden (B, L, D) and mask (B, L), got {tuple(hidden.shape)} and {tuple(mask.shape)}")
         valid = mask.bool()
-        position_ids = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = positions_from_mask(valid)
         position_embeddings = self.rotary_emb(hidden, position_ids)
         pair = valid[:, None, :, None] & valid[:, None, None, :]  # (B, 1, L, L): both tokens real
         additive = torch.zeros(pair.shape, dtype=hidden.dtype, device=hidden.device)

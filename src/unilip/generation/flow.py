@@ -32,9 +32,10 @@ def flow_matching_loss(dit, x0: Tensor, conditions: Tensor, mask: Tensor, genera
     return F.mse_loss(v.float(), (noise - x0).float())
 
 
-def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: Tensor, uncond: Tensor,
-                    uncond_mask: Tensor, scale: float) -> Tensor:
-    """Classifier-free guidance: v_u + s (v_c - v_u), with both branches in one batched DiT call.
+def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: Tensor, uncond: Tensor | None,
+                    uncond_mask: Tensor | None, scale: float) -> Tensor:
+    """Classifier-free guidance: v_u + s (v_c - v_u), with both branches in one batched DiT call (at s = 1 the
+    conditional branch alone, and ``uncond`` may be None).
 
     Condition sequences of different lengths are right-padded to a common length (the masks hide the padding).
     """

@@ -64,10 +64,13 @@ class UniLIPGenerator(nn.Module):
 
     def conditions(self, instructions: list[str], source_images: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Cross-attention conditions (B, L, caption_channels) and their mask (B, L) for prompts or edits."""
-        features = None
-        if source_images is not None:
-            with torch.no_grad():
-                features = self.tokenizer.features(source_images)
+        return self._conditions(instructions, self._source_features(source_images))
+
+    @torch.no_grad()
+    def _source_features(self, source_images: Tensor | None) -> Tensor | None:
+        return None if source_images is None else self.tokenizer.features(source_images)
+
+    def _conditions(self, instructions: list[str], features: Tensor | None) -> tuple[Tensor, Tensor]:
         hidden, mask = self.conditioner(instructions, features)
         n = self.cfg.generator.num_queries
         if self.condition_mode == "queries":
@@ -99,11 +102,12 @@ class UniLIPGenerator(nn.Module):
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         if source_images is not None:
             source_images = source_images.repeat_interleave(num_images_per_prompt, 0)
-        conditions, mask = self.conditions(prompts, source_images)
+        features = self._source_features(source_images)
+        conditions, mask = self._conditions(prompts, features)
         uncond = uncond_mask = None
         if guidance != 1.0:
-            empty = UNCONDITIONAL_EDIT if source_images is not None else UNCONDITIONAL_GENERATE
-            uncond, uncond_mask = self.conditions([negative_prompt or empty] * len(prompts), source_images)
+            empty = UNCONDITIONAL_EDIT if features is not None else UNCONDITIONAL_GENERATE
+            uncond, uncond_mask = self._conditions([negative_prompt or empty] * len(prompts), features)
         latents = sample_latents(self.dit, (len(prompts), *self.cfg.latent_shape()), conditions, mask, uncond,
                                  uncond_mask, guidance, steps, scheduler, generator, progress)
         return self.images(latents)

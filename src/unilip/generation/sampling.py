@@ -47,9 +47,6 @@ def sample_latents(dit, shape: tuple[int, ...], conditions: Tensor, mask: Tensor
     x = torch.randn(shape, generator=generator, device="cpu").to(device=conditions.device, dtype=conditions.dtype)
     for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
         timestep = t.expand(shape[0]).to(conditions.dtype)
-        if guidance == 1.0:
-            v = dit(x, encoder_hidden_states=conditions, encoder_attention_mask=mask, timestep=timestep).sample
-        else:
-            v = guided_velocity(dit, x, timestep, conditions, mask, uncond, uncond_mask, guidance)
+        v = guided_velocity(dit, x, timestep, conditions, mask, uncond, uncond_mask, guidance)
         x = sched.step(v, t, x).prev_sample
     return x

@@ -25,6 +25,11 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)  # InternViT's normalisation (ImageNet), as t
 IMAGE_STD = (0.229, 0.224, 0.225)
 
 
+def square_side(size: int | list[int] | tuple[int, int]) -> int:
+    """The side of a square size that transformers configs store as an int or an (h, w) pair."""
+    return size[0] if isinstance(size, (list, tuple)) else size
+
+
 def internvl_config(cfg: UniLIPConfig, tokenizer):
     """The ``InternVLConfig`` of a randomly initialised MLLM for ``cfg.mllm`` and a text tokenizer."""
     from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
@@ -84,8 +89,7 @@ class MLLM(nn.Module):
 
     @property
     def image_size(self) -> int:
-        size = self.model.config.vision_config.image_size
-        return size[0] if isinstance(size, (list, tuple)) else size
+        return square_side(self.model.config.vision_config.image_size)
 
     # ----------------------------------------------------------------------------------------------- building
 

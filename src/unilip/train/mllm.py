@@ -26,7 +26,7 @@ from torch import nn
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError, UniLIPError
 from unilip.mllm.data import DenseAttributeData, InstructionData, InstructionMix, position_batches
-from unilip.mllm.model import MLLM
+from unilip.mllm.model import MLLM, square_side
 from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
 from unilip.train.stage_config import load_stage_config
 
@@ -86,9 +86,7 @@ class VisionPretrainer(nn.Module):
         super().__init__()
         self.vision_tower = InternVLVisionModel(vision_config)
         width = vision_config.hidden_size
-        size = vision_config.image_size[0] if isinstance(vision_config.image_size, (list, tuple)) else vision_config.image_size
-        patch = vision_config.patch_size[0] if isinstance(vision_config.patch_size, (list, tuple)) else vision_config.patch_size
-        self.grid = size // patch
+        self.grid = square_side(vision_config.image_size) // square_side(vision_config.patch_size)
         self.heads = nn.ModuleDict({"color": nn.Linear(width, n_colors + 1), "shape": nn.Linear(width, n_shapes + 1),
                                     "size": nn.Linear(width, n_sizes + 1),  # class 0 = background
                                     "center": nn.Linear(width, 2),
