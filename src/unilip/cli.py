@@ -112,6 +112,97 @@ def cmd_train_mllm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from unilip.train.generator import load_generator_config, train_generator
+
+    cfg = load_generator_config(args.config, args.overrides)
+    out = train_generator(cfg, resume=args.resume)
+    print(f"trained the generator's {cfg.stage.name} stage: checkpoints in {out}, final (EMA) generator in {out / 'final'}")
+    return 0
+
+
+def cmd_latent_scale(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from unilip.data.loader import eval_transform
+    from unilip.data.sources import open_source
+    from unilip.generation.model import measure_latent_scale
+
+    tok = _load_tokenizer(args.tokenizer).float()
+    source = open_source(args.data)
+    if getattr(source, "iterable", False):
+        it = iter(source)
+        images = [next(it) for _ in range(args.n)]
+    else:
+        images = [source.load(i) for i in range(min(args.n, len(source)))]
+    batch = torch.stack([eval_transform(im, args.image_size or tok.image_size) for im in images])
+    scales = [measure_latent_scale(tok, chunk) for chunk in batch.split(256)]
+    weights = np.array([len(c) for c in batch.split(256)], float)
+    # 1 / std over all images: combine the chunks' variances, not their scales
+    var = float(np.sum(weights * (1 / np.array(scales)) ** 2) / weights.sum())
+    print(f"latent scale {1 / var ** 0.5:.4f} (1 / std of the latents of {len(batch)} images from {args.data}); "
+          f"set model.generator.latent_scale to it in the generator config")
+    return 0
+
+
+def _load_pipeline(model: str):
+    from unilip.generation.pipeline import UniLIPPipeline
+
+    return UniLIPPipeline.from_pretrained(model)
+
+
+def _run_pipeline(args: argparse.Namespace, prompts: list[str], image=None) -> int:
+    import torch
+
+    pipe = _load_pipeline(args.model)
+    gens = [torch.Generator().manual_seed(args.seed + i) for i in range(len(prompts) * args.n)]
+    images = pipe(prompts, image=image, num_images_per_prompt=args.n, num_inference_steps=args.steps,
+                  guidance_scale=args.guidance, negative_prompt=args.negative_prompt, generator=gens,
+                  scheduler=args.scheduler).images
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        path = args.out / f"{i:04d}.png"
+        im.save(path)
+        print(f"{prompts[i // args.n]!r} seed {args.seed + i} -> {path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    return _run_pipeline(args, [" ".join(args.prompt).strip()])
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from unilip.data.images import load_image
+
+    return _run_pipeline(args, [" ".join(args.instruction).strip()], image=load_image(args.image))
+
+
+def cmd_eval_generation(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from unilip.config import get_preset
+
+    pipe = _load_pipeline(args.model)
+    world = get_preset("mini").miniworld
+    common = {"out_dir": args.out, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
+    if args.eval_command == "geneval-mini":
+        from unilip.eval.geneval_mini import evaluate_geneval
+
+        summary = evaluate_geneval(pipe.generator, world, samples=args.samples, **common)
+    elif args.eval_command == "imgedit-mini":
+        from unilip.eval.imgedit_mini import evaluate_imgedit
+
+        summary = evaluate_imgedit(pipe.generator, world, samples=args.samples, **common)
+    else:
+        from unilip.eval.wise_mini import evaluate_wise
+
+        summary = evaluate_wise(pipe.generator, world, samples=args.samples, **common)
+    print(_json.dumps(summary, indent=2))
+    print(f"wrote {args.out / (args.eval_command + '.json')} and .html")
+    return 0
+
+
 def _load_tokenizer(path: str):
     from unilip.hub import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
@@ -334,6 +425,46 @@ def build_parser() -> argparse.ArgumentParser:
     add_stage_args(q, "configs/mllm/mini_vision.yaml")
     q.set_defaults(func=cmd_train_mllm)
 
+    q = train_sub.add_parser("generator", help="train one stage of the generator (queries, connector, DiT)", description=(
+        "Train one generator stage (configs/generator/*.yaml): the frozen MLLM and UniLIP tokenizer condition and "
+        "encode; the queries, the connector and the SANA DiT learn flow matching in the UniLIP latent."))
+    add_stage_args(q, "configs/generator/mini.yaml")
+    q.set_defaults(func=cmd_train_generator)
+
+    q = sub.add_parser("latent-scale", help="measure the factor that gives the DiT unit-variance latents",
+                       description="1 / std of a tokenizer's latents over a dataset: the generator's latent_scale "
+                                   "(the official 10.6 for UniLIP-1B, 9.5 for 2B were measured so).")
+    q.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer directory ('mini' = bundled)")
+    q.add_argument("--data", default="miniworld:train", help="image source (miniworld:SPLIT, a folder, a dataset dir, ...)")
+    q.add_argument("--n", type=int, default=2000, help="images to measure over")
+    q.add_argument("--image-size", type=int, help="resize images to this side (default: the tokenizer's)")
+    q.set_defaults(func=cmd_latent_scale)
+
+    def add_sampling_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
+        q.add_argument("-n", type=int, default=1, help="images per prompt")
+        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's, 20)")
+        q.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the generator config's)")
+        q.add_argument("--negative-prompt", help="the unconditional branch's prompt (default: the empty prompt)")
+        q.add_argument("--seed", type=int, default=0, help="image i uses seed + i: same seed, same images")
+        q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
+        q.add_argument("-o", "--out", type=Path, required=True, help="output directory (0000.png, 0001.png, ...)")
+
+    q = sub.add_parser("generate", help="generate images from a prompt", description=(
+        "Text-to-image with the UniLIP generator (the bundled mini one by default: mini-world prompts such as "
+        "'a red circle to the left of a blue square')."))
+    q.add_argument("prompt", nargs="+", metavar="PROMPT")
+    add_sampling_args(q)
+    q.set_defaults(func=cmd_generate)
+
+    q = sub.add_parser("edit", help="edit an image by an instruction", description=(
+        "Instruction-based editing: the MLLM reads the instruction and the image's UniLIP features, the DiT draws "
+        "the edited image (mini: 'make the red circle blue', 'remove the square', 'add a small green triangle on the left')."))
+    q.add_argument("image", type=Path, metavar="IMAGE")
+    q.add_argument("instruction", nargs="+", metavar="INSTRUCTION")
+    add_sampling_args(q)
+    q.set_defaults(func=cmd_edit)
+
     q = sub.add_parser("reconstruct", help="reconstruct images with a UniLIP tokenizer",
                        description="Encode each image to the UniLIP latent and decode it back; writes <name>_recon.png.")
     q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
@@ -397,6 +528,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n", type=int, default=1000, help="questions per split (default 1000)")
     q.add_argument("-o", "--out", type=Path, help="results JSON (answers go beside it as JSONL)")
     q.set_defaults(func=cmd_eval_understanding)
+
+    for name, what, default_samples in (
+            ("geneval-mini", "GenEval's six categories on the mini world (312 prompts), scored by the detector", 4),
+            ("imgedit-mini", ("250 edits (recolour, remove, add, replace, move; 50 on held-out pairs): instruction "
+                              "followed and everything else preserved, by the detector, and the PSNR outside the edit"), 1),
+            ("wise-mini", "108 prompts naming colour and/or shape through world knowledge only, scored by the detector", 4)):
+        q = eval_sub.add_parser(name, help=what.split(",")[0].split(":")[0], description=what + ". Writes JSON + HTML.")
+        q.add_argument("--model", default="mini", help="pipeline directory, repo id, or 'mini' (bundled)")
+        q.add_argument("--samples", type=int, default=default_samples, help=f"samples per prompt (default {default_samples})")
+        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's)")
+        q.add_argument("--guidance", type=float, help="guidance scale (default: the generator config's)")
+        q.add_argument("--seed", type=int, default=0, help="base seed (sample j of prompt i has its own fixed seed)")
+        q.add_argument("-o", "--out", type=Path, required=True, help="output directory for the JSON, HTML and samples")
+        q.set_defaults(func=cmd_eval_generation)
     return parser
 
 

@@ -28,7 +28,11 @@ class Connector(nn.Module):
     """``hidden (B, L, D), mask (B, L) -> conditions (B, L, out_channels)``; padded positions are zero."""
 
     def __init__(self, text_config, num_layers: int, out_channels: int):
-        from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm, Qwen2RotaryEmbedding
+        from transformers.models.qwen2.modeling_qwen2 import (
+            Qwen2DecoderLayer,
+            Qwen2RMSNorm,
+            Qwen2RotaryEmbedding,
+        )
 
         super().__init__()
         total = text_config.num_hidden_layers

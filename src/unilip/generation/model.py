@@ -14,18 +14,33 @@ The MLLM and the tokenizer are frozen; the queries, the connector and the DiT ar
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+import uuid
+from dataclasses import asdict, replace
+from pathlib import Path
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
-from unilip.generation.conditioner import UNCONDITIONAL_EDIT, UNCONDITIONAL_GENERATE, Conditioner
+from unilip.generation.conditioner import (
+    UNCONDITIONAL_EDIT,
+    UNCONDITIONAL_GENERATE,
+    Conditioner,
+)
 from unilip.generation.connector import Connector
 from unilip.generation.dit import build_dit
 from unilip.generation.flow import flow_matching_loss
 from unilip.generation.sampling import sample_latents
 
 CONDITION_MODES = ("dual", "queries", "hidden")
+TRAINED_PARTS = ("conditioner", "connector", "dit")  # conditioner.queries only: the MLLM inside stays frozen
+GENERATOR_FORMAT = "unilip-generator"
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 class UniLIPGenerator(nn.Module):
@@ -79,16 +94,95 @@ class UniLIPGenerator(nn.Module):
             mask = torch.cat([mask[:, :-n], torch.zeros_like(mask[:, -n:])], 1)
         return self.connector(hidden, mask), mask
 
+    def mixed_conditions(self, instructions: list[str], source_images: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Conditions for a batch whose *last* ``len(source_images)`` items are edits and the rest prompts; the two
+        groups go through the MLLM separately and are right-padded to one length (the mask hides the padding)."""
+        k = 0 if source_images is None else source_images.shape[0]
+        parts = []
+        if k < len(instructions):
+            parts.append(self.conditions(instructions[: len(instructions) - k]))
+        if k:
+            parts.append(self.conditions(instructions[len(instructions) - k:], source_images))
+        length = max(c.shape[1] for c, _ in parts)
+        return (torch.cat([F.pad(c, (0, 0, 0, length - c.shape[1])) for c, _ in parts]),
+                torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in parts]))
+
     def loss(self, images: Tensor, instructions: list[str], source_images: Tensor | None = None,
              generator: torch.Generator | None = None) -> Tensor:
-        """Flow matching on the latents of ``images`` given the prompts (and sources, to edit)."""
-        conditions, mask = self.conditions(instructions, source_images)
+        """Flow matching on the latents of ``images`` given the prompts; the last ``len(source_images)`` items are
+        edits of those sources (all of them when the counts match)."""
+        conditions, mask = self.mixed_conditions(instructions, source_images)
         return flow_matching_loss(self.dit, self.latents(images), conditions, mask, generator)
+
+    def forward(self, images: Tensor, instructions: list[str], source_images: Tensor | None = None) -> Tensor:
+        """The training loss (:meth:`loss`): the loop calls the module, so DDP can synchronise the gradients."""
+        return self.loss(images, instructions, source_images)
+
+    # ------------------------------------------------------------------------------------------- saving, loading
+
+    def trained_state_dict(self) -> dict[str, Tensor]:
+        """What the generator adds to the frozen MLLM and tokenizer: the queries, the connector and the DiT."""
+        return {k: v for k, v in self.state_dict().items() if k.split(".")[0] in TRAINED_PARTS
+                and not k.startswith("conditioner.mllm.")}
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` (the generator config, the condition mode, the latent shape) and ``model.safetensors``
+        (queries, connector, DiT) atomically; the MLLM and the tokenizer are saved by themselves."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trained_state_dict().items()}
+        config = {"format": GENERATOR_FORMAT, "generator": asdict(self.cfg.generator), "condition_mode": self.condition_mode,
+                  "latent_shape": list(self.cfg.latent_shape()), "image_size": self.cfg.tokenizer.image_size}
+        tag = uuid.uuid4().hex
+        tmp_w, tmp_c = directory / f".{WEIGHTS_NAME}.{tag}.tmp", directory / f".{CONFIG_NAME}.{tag}.tmp"
+        try:
+            save_file(state, str(tmp_w), metadata={"format": "pt"})
+            tmp_c.write_text(json.dumps(config, indent=2) + "\n")
+            os.replace(tmp_w, directory / WEIGHTS_NAME)
+            os.replace(tmp_c, directory / CONFIG_NAME)
+        finally:
+            tmp_w.unlink(missing_ok=True)
+            tmp_c.unlink(missing_ok=True)
+
+    @classmethod
+    def from_pretrained(cls, directory_or_repo: str | Path, mllm, tokenizer, cfg: UniLIPConfig | None = None) -> UniLIPGenerator:
+        """Load a generator written by :meth:`save_pretrained` around ``mllm`` and ``tokenizer``, strictly.
+
+        ``cfg`` supplies the tokenizer/MLLM geometry (default: read from ``mllm`` and ``tokenizer`` themselves);
+        the saved latent shape must match what it implies, so a generator never meets a tokenizer it was not made for.
+        """
+        from unilip.config import GeneratorConfig
+        from unilip.hub import load_state_dict_strict, resolve_pretrained
+
+        directory = resolve_pretrained(str(directory_or_repo), f"the UniLIP generator {directory_or_repo}",
+                                       [CONFIG_NAME, WEIGHTS_NAME])
+        try:
+            saved = json.loads((directory / CONFIG_NAME).read_text())
+            if saved.get("format") != GENERATOR_FORMAT:
+                raise ValueError(f"format is {saved.get('format')!r}, not {GENERATOR_FORMAT!r}")
+            gen_cfg = GeneratorConfig(**saved["generator"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UniLIPError(f"cannot read the generator config {directory / CONFIG_NAME}: {err}") from err
+        cfg = copy.deepcopy(cfg) if cfg is not None else _geometry_of(mllm, tokenizer)
+        cfg.generator = replace(gen_cfg, dit_pretrained=None)  # the weights below hold the DiT
+        if list(cfg.latent_shape()) != saved.get("latent_shape"):
+            raise UniLIPError(f"the generator in {directory} makes latents of shape {saved.get('latent_shape')}, but the "
+                              f"tokenizer config implies {list(cfg.latent_shape())}; pass the config it was trained with")
+        model = cls(cfg, mllm, tokenizer, saved.get("condition_mode", "dual"))
+        from safetensors.torch import load_file
+
+        state = load_file(str(directory / WEIGHTS_NAME))
+        frozen = {k: v for k, v in model.state_dict().items() if k not in model.trained_state_dict()}
+        load_state_dict_strict(model, {**frozen, **state}, f"the generator weights in {directory}")
+        return model
 
     @torch.no_grad()
     def generate(self, prompts: list[str], source_images: Tensor | None = None, num_images_per_prompt: int = 1,
                  steps: int | None = None, guidance: float | None = None, negative_prompt: str | None = None,
-                 generator: torch.Generator | None = None, scheduler: str = "euler", progress: bool = False) -> Tensor:
+                 generator: torch.Generator | list[torch.Generator] | None = None, scheduler: str = "euler",
+                 progress: bool = False) -> Tensor:
         """Images (B * num_images_per_prompt, 3, S, S) in [0, 1] for prompts, or edits of ``source_images``.
 
         ``steps`` and ``guidance`` default to the config's; the unconditional branch is ``negative_prompt`` or the
@@ -111,6 +205,20 @@ class UniLIPGenerator(nn.Module):
         latents = sample_latents(self.dit, (len(prompts), *self.cfg.latent_shape()), conditions, mask, uncond,
                                  uncond_mask, guidance, steps, scheduler, generator, progress)
         return self.images(latents)
+
+
+def _geometry_of(mllm, tokenizer) -> UniLIPConfig:
+    """A config whose image size, patch size, pixel-shuffle ratio and latent channels are those of the given models."""
+    from unilip.config import get_preset
+    from unilip.mllm.model import square_side
+
+    cfg = get_preset("mini")
+    config = mllm.model.config
+    cfg.mllm.vision.patch_size = square_side(config.vision_config.patch_size)
+    cfg.mllm.downsample_ratio = config.downsample_ratio
+    cfg.tokenizer.image_size = tokenizer.image_size
+    cfg.tokenizer.latent_channels = tokenizer.projection.latent_channels
+    return cfg
 
 
 @torch.no_grad()

@@ -68,3 +68,31 @@ def knowledge_facts(colors: tuple[str, ...], shapes: tuple[str, ...], max_number
     for n in range(1, max_number + 1):
         facts += _phrasings(_NUMBER_BACK_FORMS, NUMBER_WORDS[n - 1], "number", n=NUMBER_WORDS[n])
     return facts
+
+
+# ----------------------------------------------------------------------------------- knowledge-driven image prompts
+
+# Which things and clues the generator sees in its training prompts; the rest (the last thing of each colour, the
+# last clue of each shape) are kept for `unilip eval wise-mini`, so that benchmark asks for knowledge the generator
+# can only have through the MLLM (which learnt every fact, from text).
+def indirect_references(kind: str, held_out: bool) -> dict[str, tuple[str, ...]]:
+    """colour -> things of that colour (``kind="color"``) or shape -> clues (``kind="shape"``), train or held-out."""
+    table = COLOR_OF if kind == "color" else SHAPE_CLUES
+    return {key: (refs[-1:] if held_out else refs[:-1]) or refs for key, refs in table.items()}
+
+
+def indirect_prompt(color: str, shape: str, mode: str, rng, held_out: bool = False) -> str:
+    """A one-object prompt naming its colour and/or shape through knowledge, e.g. ``mode="both"``:
+    "a shape that has three corners in the color of grass" (a green triangle).
+
+    ``mode``: ``color`` (the shape named, the colour indirect), ``shape`` (the reverse) or ``both``.
+    """
+    things, clues = indirect_references("color", held_out)[color], indirect_references("shape", held_out)[shape]
+    thing, clue = things[int(rng.integers(len(things)))], clues[int(rng.integers(len(clues)))]
+    if mode == "color":
+        return f"a {shape} in the color of {thing}"
+    if mode == "shape":
+        return f"a {color} shape that {clue}"
+    if mode == "both":
+        return f"a shape that {clue} in the color of {thing}"
+    raise ValueError(f"mode: {mode!r} is not one of color, shape, both")

@@ -1,0 +1,141 @@
+"""Text-to-image and editing with diffusers' conventions: ``UniLIPPipeline.from_pretrained(...)(prompt, ...)``.
+
+A pipeline directory holds three components, each loadable alone: ``mllm/`` (transformers InternVL + its tokenizer),
+``tokenizer/`` (the UniLIP tokenizer) and ``generator/`` (queries, connector, DiT). ``"mini"`` is the bundled one.
+Every argument is honoured: steps, guidance scale, negative prompt, seeds (a generator or one per image), batches
+of prompts, images per prompt, the sampler and the output type. Conditions are computed once per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unilip.errors import UniLIPError
+
+COMPONENTS = ("mllm", "tokenizer", "generator")
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+@dataclass
+class UniLIPPipelineOutput:
+    """``images``: a list of PIL images, an (N, H, W, 3) uint8 array or an (N, 3, H, W) float tensor in [0, 1]."""
+
+    images: Any
+
+
+class UniLIPPipeline:
+    def __init__(self, generator):
+        self.generator = generator.eval()
+        self._progress = True
+
+    # ------------------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | Path = "mini", dtype: torch.dtype = torch.float32,
+                        device: str | torch.device | None = None) -> UniLIPPipeline:
+        """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
+        offline-safe) or ``"mini"`` (the bundled weights)."""
+        from unilip.generation.model import UniLIPGenerator
+        from unilip.hub import BUNDLED_DIR, resolve_pretrained
+        from unilip.mllm.model import MLLM
+        from unilip.tokenizer import UniLIPTokenizer
+
+        if str(path_or_repo) == "mini":
+            root = BUNDLED_DIR
+            if not (root / "generator" / "config.json").is_file():
+                raise UniLIPError(f"the bundled mini generator is missing from this installation ({root / 'generator'}); "
+                                  "reinstall unilip, or train one (configs/generator/mini.yaml) and pass its pipeline directory")
+        else:
+            root = resolve_pretrained(str(path_or_repo), f"the UniLIP pipeline {path_or_repo}",
+                                      [f"{c}/*" for c in COMPONENTS])
+        missing = [c for c in COMPONENTS if not (Path(root) / c).is_dir()]
+        if missing:
+            raise UniLIPError(f"{root} is not a UniLIP pipeline directory: no {', '.join(c + '/' for c in missing)} "
+                              "(write one with UniLIPPipeline.save_pretrained or `python -m unilip.bundle`)")
+        root = Path(root)
+        mllm = MLLM.from_pretrained(root / "mllm", dtype=dtype)
+        tokenizer = UniLIPTokenizer.from_pretrained(root / "tokenizer").to(dtype)
+        generator = UniLIPGenerator.from_pretrained(root / "generator", mllm, tokenizer).to(dtype)
+        pipe = cls(generator)
+        return pipe.to(device) if device is not None else pipe
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.generator.conditioner.mllm.save_pretrained(directory / "mllm")
+        self.generator.tokenizer.save_pretrained(directory / "tokenizer")
+        self.generator.save_pretrained(directory / "generator")
+
+    def to(self, device: str | torch.device) -> UniLIPPipeline:
+        self.generator.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.conditioner.queries.device
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.tokenizer.image_size
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        self._progress = not disable
+
+    # ------------------------------------------------------------------------------------------------ calling
+
+    def _source_tensor(self, image, n: int) -> torch.Tensor:
+        """Source image(s) -> (n, 3, S, S) in [0, 1]: one image for every prompt, or one per prompt."""
+        from unilip.data.images import load_image
+        from unilip.data.loader import eval_transform
+
+        if isinstance(image, torch.Tensor) and image.ndim == 4 or isinstance(image, (list, tuple)):
+            images = list(image)
+        else:
+            images = [image]
+        tensors = []
+        for im in images:
+            if isinstance(im, torch.Tensor):
+                if im.ndim != 3 or im.shape[0] != 3:
+                    raise UniLIPError(f"image: a tensor must be (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(im.shape)}")
+                im = Image.fromarray((im.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+            tensors.append(eval_transform(load_image(im), self.image_size))
+        if len(tensors) == 1 and n > 1:
+            tensors = tensors * n
+        if len(tensors) != n:
+            raise UniLIPError(f"{len(tensors)} source images for {n} prompts; pass one image, or one per prompt")
+        return torch.stack(tensors).to(self.device, dtype=self.generator.conditioner.queries.dtype)
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | list[str], image: Any = None, negative_prompt: str | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 num_images_per_prompt: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
+                 output_type: str = "pil", scheduler: str = "euler", return_dict: bool = True):
+        """Generate images for ``prompt`` (a string or a list), or, with ``image``, edit it by the instruction(s).
+
+        Returns :class:`UniLIPPipelineOutput` (or a tuple ``(images,)`` with ``return_dict=False``); ``len(images) ==
+        len(prompts) * num_images_per_prompt``, grouped by prompt.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+            raise UniLIPError("prompt: give a non-empty string or a list of non-empty strings")
+        if num_images_per_prompt < 1:
+            raise UniLIPError(f"num_images_per_prompt: must be >= 1 (got {num_images_per_prompt})")
+        if output_type not in OUTPUT_TYPES:
+            raise UniLIPError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
+        if guidance_scale is not None and guidance_scale < 1:
+            raise UniLIPError(f"guidance_scale: must be >= 1 (got {guidance_scale})")
+        sources = self._source_tensor(image, len(prompts)) if image is not None else None
+        images = self.generator.generate(prompts, sources, num_images_per_prompt, steps=num_inference_steps,
+                                         guidance=guidance_scale, negative_prompt=negative_prompt, generator=generator,
+                                         scheduler=scheduler, progress=self._progress)
+        if output_type == "pt":
+            out: Any = images.float().cpu()
+        else:
+            arrays = (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            out = arrays if output_type == "np" else [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+        return UniLIPPipelineOutput(out) if return_dict else (out,)

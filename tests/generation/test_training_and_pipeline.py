@@ -1,0 +1,178 @@
+"""Generator training (groups, data, exact resume, reports), saving and loading, the pipeline and its CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny import TINY_MODEL
+
+from unilip.errors import ConfigError, UniLIPError
+from unilip.generation.data import GenerationData, GenerationMix
+from unilip.generation.model import UniLIPGenerator
+from unilip.generation.pipeline import UniLIPPipeline
+from unilip.train.generator import GeneratorTask, load_generator_config, train_generator
+
+TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1", "model.generator.dit_num_heads=2",
+            "model.generator.dit_cross_heads=2", "model.generator.dit_cross_head_dim=16",
+            "model.generator.caption_channels=24", "model.generator.latent_scale=2.0",
+            "model.generator.num_inference_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory):
+    """A tiny MLLM and tokenizer on disk, as a generator stage reads them."""
+    from unilip.mllm.model import MLLM
+    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.tokenizer import UniLIPTokenizer
+    from unilip.train.mllm import load_mllm_config
+
+    root = tmp_path_factory.mktemp("components")
+    torch.manual_seed(0)
+    cfg = load_mllm_config(None, TINY_MODEL).model
+    MLLM.from_config(cfg, build_text_tokenizer(image_seq_length=4)).save_pretrained(root / "mllm")
+    UniLIPTokenizer.from_config(cfg).save_pretrained(root / "tokenizer")
+    return root
+
+
+def _cfg(components, out, *extra, steps=3):
+    return load_generator_config(None, [
+        *TINY_MODEL, *TINY_DIT, f"model.mllm.pretrained={components / 'mllm'}", f"tokenizer={components / 'tokenizer'}",
+        f"loop.output_dir={out}", f"loop.max_steps={steps}", f"loop.save_every={steps}", "loop.batch_size=6",
+        "loop.log_every=1", "loop.report_every=0", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
+        "mix.edit=0.5", *extra])
+
+
+def test_data_mixes_captions_edits_knowledge_and_dropout():
+    from unilip.config import get_preset
+
+    data = GenerationData(get_preset("mini").miniworld, GenerationMix(edit=0.3, knowledge=1.0, loose=0.5, cfg_dropout=0.1))
+    items = [data.make(p) for p in range(200)]
+    edits = [it for it in items if it["source"] is not None]
+    assert len(edits) == 60  # 6 of every 20 positions
+    prompts = [it["prompt"] for it in items]
+    assert any("in the color of" in p or "shape that" in p for p in prompts)  # knowledge-phrased single objects
+    assert 5 <= sum(p in ("Generate an image.", "Edit the image.") for p in prompts) <= 40  # ~10 % dropout
+    assert data.make(7)["prompt"] == data.make(7)["prompt"]  # a position always gives the same item
+    batch = data.collate(items[:20])
+    assert batch["images"].shape == (20, 3, 64, 64) and batch["sources"].shape == (6, 3, 64, 64)
+    assert all(p in [it["prompt"] for it in edits] for p in batch["prompts"][-6:])  # edits go last
+
+
+def test_stage_trains_only_its_groups(components, tmp_path):
+    cfg = _cfg(components, tmp_path, "stage.trainable={queries: 1.0, projector: 1.0}")
+    task = GeneratorTask(cfg)
+    trainable = {n for n, p in task.model.named_parameters() if p.requires_grad}
+    assert trainable == {"conditioner.queries", "connector.proj.weight", "connector.proj.bias"}
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    train_generator(cfg)
+    final = UniLIPGenerator.from_pretrained(tmp_path / "final", task.model.conditioner.mllm, task.model.tokenizer, cfg.model)
+    after = final.state_dict()
+    assert not torch.equal(before["conditioner.queries"], after["conditioner.queries"])
+    assert torch.equal(before["dit.proj_out.weight"], after["dit.proj_out.weight"])  # frozen DiT untouched
+    assert torch.equal(before["connector.layers.0.mlp.up_proj.weight"], after["connector.layers.0.mlp.up_proj.weight"])
+    saved = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert saved["format"] == "unilip-generator" and saved["latent_shape"] == [32, 2, 2]
+
+
+def test_resume_reproduces_the_uninterrupted_run(components, tmp_path):
+    full = train_generator(_cfg(components, tmp_path / "full", steps=4))
+    train_generator(_cfg(components, tmp_path / "cut", "loop.save_every=2", steps=2))
+    train_generator(_cfg(components, tmp_path / "cut", "loop.save_every=2", steps=4), resume=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full / "final" / "model.safetensors")), load_file(str(tmp_path / "cut" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_report_writes_the_learning_curve(components, tmp_path):
+    train_generator(_cfg(components, tmp_path, "loop.report_every=2", "eval_prompts=4", steps=2))
+    row = json.loads((tmp_path / "eval.jsonl").read_text().splitlines()[0])
+    assert row["step"] == 2 and 0 <= row["overall"] <= 1
+    assert (tmp_path / "images" / "geneval-0000002.png").is_file()
+
+
+def test_bad_generator_configs(components, tmp_path):
+    with pytest.raises(ConfigError, match="trainable.decoder"):
+        _cfg(components, tmp_path, "stage.trainable={decoder: 1.0}")
+    with pytest.raises(ConfigError, match="condition_mode"):
+        _cfg(components, tmp_path, "stage.condition_mode=both")
+    with pytest.raises(ConfigError, match="mix.edit"):
+        _cfg(components, tmp_path, "mix.edit=1.5")
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(components, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe")
+    task = GeneratorTask(_cfg(components, out / "run"))
+    UniLIPPipeline(task.model).save_pretrained(out / "pipe")
+    return out / "pipe"
+
+
+def test_pipeline_round_trip_seeds_and_arguments(pipeline_dir, tmp_path):
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    a = pipe("a red circle", generator=g(1), output_type="pt").images
+    b = pipe("a red circle", generator=g(1), output_type="pt").images
+    c = pipe("a red circle", generator=g(2), output_type="pt").images
+    assert a.shape == (1, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    many = pipe(["a red circle", "two squares"], num_images_per_prompt=3, output_type="np",
+                generator=[g(i) for i in range(6)]).images
+    assert many.shape == (6, 32, 32, 3) and many.dtype == np.uint8
+    alone = pipe(["two squares"], generator=[g(3)], output_type="np").images
+    # per-image seeds: an image does not depend on its batch (up to float rounding of batched matmuls)
+    assert np.abs(many[3].astype(int) - alone[0]).max() <= 1 and not np.array_equal(many[3], many[4])
+    steps = pipe("a red circle", generator=g(1), num_inference_steps=5, output_type="pt").images
+    guided = pipe("a red circle", generator=g(1), guidance_scale=4.0, output_type="pt").images
+    negative = pipe("a red circle", generator=g(1), negative_prompt="a blue square", output_type="pt").images
+    assert not torch.equal(a, steps) and not torch.equal(a, guided) and not torch.equal(a, negative)
+    pil = pipe("a red circle", generator=g(1)).images[0]
+    assert pil.size == (32, 32)
+    edited = pipe(["remove the circle", "make it red"], image=pil, generator=[g(0), g(1)], output_type="np").images
+    assert edited.shape == (2, 32, 32, 3)
+    pipe.save_pretrained(tmp_path / "again")
+    again = UniLIPPipeline.from_pretrained(tmp_path / "again")
+    assert torch.equal(again("a red circle", generator=g(1), output_type="pt").images, a)
+
+
+def test_pipeline_bad_input(pipeline_dir, tmp_path):
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    with pytest.raises(UniLIPError, match="prompt"):
+        pipe("  ")
+    with pytest.raises(UniLIPError, match="output_type"):
+        pipe("a circle", output_type="jpeg")
+    with pytest.raises(UniLIPError, match="source images"):
+        pipe(["a", "b", "c"], image=[torch.rand(3, 32, 32), torch.rand(3, 32, 32)])
+    with pytest.raises(UniLIPError, match="generators"):
+        pipe(["a", "b"], generator=[torch.Generator()])
+    with pytest.raises(UniLIPError, match="not a UniLIP pipeline directory"):
+        UniLIPPipeline.from_pretrained(tmp_path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(UniLIPError, match="bad.png"):
+        pipe("remove the circle", image=bad)
+
+
+def test_generator_refuses_a_tokenizer_of_another_shape(pipeline_dir, components):
+    from unilip.mllm.model import MLLM
+    from unilip.tokenizer import UniLIPTokenizer
+    from unilip.train.tokenizer import load_train_config
+
+    cfg = load_train_config(None, [*TINY_MODEL, "model.tokenizer.latent_channels=16"]).model
+    other = UniLIPTokenizer.from_config(cfg)
+    with pytest.raises(UniLIPError, match="latents of shape"):
+        UniLIPGenerator.from_pretrained(pipeline_dir / "generator", MLLM.from_pretrained(components / "mllm"), other)
+
+
+def test_cli_generate_and_edit_same_seed_same_images(pipeline_dir, tmp_path):
+    from unilip.cli import main
+
+    assert main(["generate", "a", "red", "circle", "--model", str(pipeline_dir), "-n", "2", "--seed", "5", "-o", str(tmp_path / "a")]) == 0
+    assert main(["generate", "a red circle", "--model", str(pipeline_dir), "-n", "2", "--seed", "5", "-o", str(tmp_path / "b")]) == 0
+    for name in ("0000.png", "0001.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert main(["edit", str(tmp_path / "a" / "0000.png"), "remove the circle", "--model", str(pipeline_dir),
+                 "--steps", "1", "-o", str(tmp_path / "e")]) == 0
+    assert (tmp_path / "e" / "0000.png").is_file()
+    assert main(["edit", str(tmp_path / "missing.png"), "remove it", "--model", str(pipeline_dir), "-o", str(tmp_path / "e")]) == 2
