@@ -44,8 +44,11 @@ def wise_prompts(cfg: MiniWorldConfig) -> list[dict[str, Any]]:
 
 
 def evaluate_wise(model, cfg: MiniWorldConfig, samples: int = 4, seed: int = 0, out_dir: str | Path | None = None,
-                  steps: int | None = None, guidance: float | None = None) -> dict[str, Any]:
+                  steps: int | None = None, guidance: float | None = None, n_prompts: int | None = None) -> dict[str, Any]:
+    """Generate ``samples`` images per prompt and score them (``n_prompts``: an evenly spread subset, for smoke runs)."""
     specs = wise_prompts(cfg)
+    if n_prompts is not None and n_prompts < len(specs):
+        specs = [specs[i] for i in np.linspace(0, len(specs) - 1, n_prompts).round().astype(int)]
     images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
     rows = []
     for k, image in enumerate(images):

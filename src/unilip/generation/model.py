@@ -44,13 +44,16 @@ CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 class UniLIPGenerator(nn.Module):
-    def __init__(self, cfg: UniLIPConfig, mllm, tokenizer, condition_mode: str = "dual"):
+    def __init__(self, cfg: UniLIPConfig, mllm, tokenizer, condition_mode: str = "dual", autoencoder: nn.Module | None = None):
         super().__init__()
         if condition_mode not in CONDITION_MODES:
             raise UniLIPError(f"condition_mode: {condition_mode!r} is not one of {', '.join(CONDITION_MODES)}")
         g = cfg.generator
         self.cfg, self.condition_mode = cfg, condition_mode
         self.tokenizer = tokenizer.requires_grad_(False).eval()
+        # The space the DiT generates in: the UniLIP latent (default), or another autoencoder's (the paper's VAE
+        # ablation: generator.vae_baseline.PixelAutoencoder); edit sources always reach the MLLM as UniLIP features.
+        self.autoencoder = autoencoder.requires_grad_(False).eval() if autoencoder is not None else None
         self.conditioner = Conditioner(mllm, g.num_queries)
         self.connector = Connector.from_language_model(self.conditioner.language_model, g.connector_layers,
                                                        g.caption_channels)
@@ -60,6 +63,8 @@ class UniLIPGenerator(nn.Module):
     def train(self, mode: bool = True) -> UniLIPGenerator:
         super().train(mode)
         self.tokenizer.eval()  # frozen parts stay in eval mode whatever the trainer asks
+        if self.autoencoder is not None:
+            self.autoencoder.eval()
         self.conditioner.mllm.eval()
         return self
 
@@ -70,12 +75,12 @@ class UniLIPGenerator(nn.Module):
     @torch.no_grad()
     def latents(self, images: Tensor) -> Tensor:
         """Images in [0, 1] -> the DiT's targets: UniLIP latents times ``latent_scale``."""
-        return self.tokenizer.encode(images) * self.latent_scale
+        return (self.autoencoder or self.tokenizer).encode(images) * self.latent_scale
 
     @torch.no_grad()
     def images(self, latents: Tensor) -> Tensor:
         """The DiT's latents -> images in [0, 1] (the UniLIP decoder, clamped)."""
-        return self.tokenizer.decode(latents / self.latent_scale, clamp=True)
+        return (self.autoencoder or self.tokenizer).decode(latents / self.latent_scale, clamp=True)
 
     def conditions(self, instructions: list[str], source_images: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Cross-attention conditions (B, L, caption_channels) and their mask (B, L) for prompts or edits."""
@@ -147,7 +152,8 @@ class UniLIPGenerator(nn.Module):
             tmp_c.unlink(missing_ok=True)
 
     @classmethod
-    def from_pretrained(cls, directory_or_repo: str | Path, mllm, tokenizer, cfg: UniLIPConfig | None = None) -> UniLIPGenerator:
+    def from_pretrained(cls, directory_or_repo: str | Path, mllm, tokenizer, cfg: UniLIPConfig | None = None,
+                        autoencoder: nn.Module | None = None) -> UniLIPGenerator:
         """Load a generator written by :meth:`save_pretrained` around ``mllm`` and ``tokenizer``, strictly.
 
         ``cfg`` supplies the tokenizer/MLLM geometry (default: read from ``mllm`` and ``tokenizer`` themselves);
@@ -170,7 +176,7 @@ class UniLIPGenerator(nn.Module):
         if list(cfg.latent_shape()) != saved.get("latent_shape"):
             raise UniLIPError(f"the generator in {directory} makes latents of shape {saved.get('latent_shape')}, but the "
                               f"tokenizer config implies {list(cfg.latent_shape())}; pass the config it was trained with")
-        model = cls(cfg, mllm, tokenizer, saved.get("condition_mode", "dual"))
+        model = cls(cfg, mllm, tokenizer, saved.get("condition_mode", "dual"), autoencoder)
         from safetensors.torch import load_file
 
         state = load_file(str(directory / WEIGHTS_NAME))

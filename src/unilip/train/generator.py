@@ -66,6 +66,7 @@ class GeneratorTrainConfig:
 
     model: UniLIPConfig = field(default_factory=UniLIPConfig)
     tokenizer: str = "mini"  # a UniLIP tokenizer directory (its latent is what the DiT generates), or `mini`
+    autoencoder: str | None = None  # ablation: a PixelAutoencoder directory whose latent the DiT generates instead
     stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
     mix: GenerationMix = field(default_factory=GenerationMix)
     eval_prompts: int = 48  # mini GenEval prompts (1 sample each) scored at every report: the learning curve
@@ -77,7 +78,8 @@ def load_generator_config(path: str | Path | None, overrides: list[str] = ()) ->
     return load_stage_config(GeneratorTrainConfig, path, overrides)
 
 
-def build_generator(cfg: UniLIPConfig, tokenizer: str, init: str | None = None, condition_mode: str = "dual") -> UniLIPGenerator:
+def build_generator(cfg: UniLIPConfig, tokenizer: str, init: str | None = None, condition_mode: str = "dual",
+                    autoencoder: str | None = None) -> UniLIPGenerator:
     """The frozen MLLM (``cfg.mllm.pretrained`` or the bundled mini one) and tokenizer around a new or saved generator."""
     from unilip.hub import resolve_model
     from unilip.mllm.model import MLLM
@@ -85,6 +87,13 @@ def build_generator(cfg: UniLIPConfig, tokenizer: str, init: str | None = None, 
 
     mllm = MLLM.from_pretrained(resolve_model(cfg.mllm.pretrained or "mini", "mllm"))
     tok = UniLIPTokenizer.from_pretrained(resolve_model(tokenizer, "tokenizer")).float()
+    if autoencoder:
+        from unilip.generation.vae_baseline import PixelAutoencoder
+
+        ae = PixelAutoencoder.from_pretrained(autoencoder)
+        if init:
+            raise ConfigError("autoencoder: the VAE-latent ablation trains in one stage (no stage.init)")
+        return UniLIPGenerator(cfg, mllm, tok, condition_mode, autoencoder=ae)
     if init:
         model = UniLIPGenerator.from_pretrained(init, mllm, tok, cfg)
         if model.condition_mode != condition_mode:
@@ -97,7 +106,7 @@ class GeneratorTask(TrainTask):
     def __init__(self, cfg: GeneratorTrainConfig):
         torch.manual_seed(cfg.loop.seed)  # the same random queries / connector head / DiT on every process and resume
         self.cfg = cfg
-        self.model = build_generator(cfg.model, cfg.tokenizer, cfg.stage.init, cfg.stage.condition_mode)
+        self.model = build_generator(cfg.model, cfg.tokenizer, cfg.stage.init, cfg.stage.condition_mode, cfg.autoencoder)
         self.model.requires_grad_(False)
         for name in cfg.stage.trainable:
             self._group(name).requires_grad_(True)
