@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The recipe of unilip's embedded default (the weights in src/unilip/assets/mini): every command, in order.
-# About an hour on 2 CPU cores (7.5 + 38 + 7 + 6.5 min, measured). Run from the repository root with the package installed.
+# On 2 CPU cores (measured): MLLM 7.5 + 38 min, tokenizer 7 + 6.5 + 17 min, generator see configs/generator/mini.yaml.
+# Run from the repository root with the package installed.
 set -euo pipefail
 unilip train mllm --config configs/mllm/mini_vision.yaml           # ViT semantics: patch colour/shape/size
 unilip train mllm --config configs/mllm/mini_instruct.yaml         # projector + LM: questions, captions, knowledge
 unilip train tokenizer --config configs/tokenizer/mini_stage1.yaml # UniLIP stage 1 on the MLLM's encoder
 unilip train tokenizer --config configs/tokenizer/mini_stage2.yaml # UniLIP stage 2: + encoder at 0.1x, self-distillation
-python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage2/final
+unilip train tokenizer --config configs/tokenizer/mini_stage3.yaml # decoder only: exact reconstructions, latent unchanged
+unilip latent-scale --tokenizer runs/mini-tokenizer-stage3/final   # -> model.generator.latent_scale in the next config
+unilip train generator --config configs/generator/mini.yaml        # queries + connector + DiT, dual conditions
+python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage3/final \
+    --generator runs/mini-generator/final

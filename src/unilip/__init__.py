@@ -8,4 +8,4 @@ __version__ = "0.1.0"
 
 from unilip.errors import ConfigError, ImageLoadError, UniLIPError
 
-__all__ = ["__version__", "UniLIPError", "ConfigError", "ImageLoadError"]
+__all__ = ["ConfigError", "ImageLoadError", "UniLIPError", "__version__"]

@@ -1,6 +1,8 @@
-"""Write the embedded default: the mini MLLM and the mini UniLIP tokenizer, in fp16, into the package.
+"""Write the embedded default: the mini MLLM, the mini UniLIP tokenizer and the mini generator, in fp16, into the
+package (a pipeline directory: ``mllm/``, ``tokenizer/``, ``generator/``).
 
-    python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage2/final
+    python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage3/final \
+        --generator runs/mini-generator/final
 
 ``scripts/train_bundled_mini.sh`` runs the whole recipe (every command and config) and then this. The weights are
 re-committed only when the recipe changes: git keeps every version of them.
@@ -20,22 +22,29 @@ import torch
 from unilip.hub import BUNDLED_DIR
 
 
-def write_bundle(mllm_dir: str | Path, tokenizer_dir: str | Path, dest: Path = BUNDLED_DIR, notes: dict | None = None) -> dict:
-    """Copy both models to ``dest`` in fp16 with a PROVENANCE.json; returns the sizes in bytes."""
+def write_bundle(mllm_dir: str | Path, tokenizer_dir: str | Path, generator_dir: str | Path | None = None,
+                 dest: Path = BUNDLED_DIR, notes: dict | None = None) -> dict:
+    """Copy the models to ``dest`` in fp16 with a PROVENANCE.json; returns the sizes in bytes."""
+    from unilip.generation.model import UniLIPGenerator
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer
 
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    MLLM.from_pretrained(mllm_dir).half().save_pretrained(tmp / "mllm")
-    UniLIPTokenizer.from_pretrained(tokenizer_dir).half().save_pretrained(tmp / "tokenizer")
+    mllm = MLLM.from_pretrained(mllm_dir)
+    tokenizer = UniLIPTokenizer.from_pretrained(tokenizer_dir)
+    if generator_dir is not None:
+        UniLIPGenerator.from_pretrained(generator_dir, mllm, tokenizer).half().save_pretrained(tmp / "generator")
+    mllm.half().save_pretrained(tmp / "mllm")
+    tokenizer.half().save_pretrained(tmp / "tokenizer")
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
     sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
-    provenance = {"mllm_from": str(mllm_dir), "tokenizer_from": str(tokenizer_dir), "git_commit": commit,
+    provenance = {"mllm_from": str(mllm_dir), "tokenizer_from": str(tokenizer_dir),
+                  "generator_from": str(generator_dir) if generator_dir else None, "git_commit": commit,
                   "recipe": "scripts/train_bundled_mini.sh", "dtype": "float16", "bytes": sizes, **(notes or {})}
     (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
@@ -47,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m unilip.bundle", description=__doc__.splitlines()[0])
     ap.add_argument("--mllm", required=True)
     ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--generator", help="the generator's final/ directory (leave out to bundle no generator)")
     ap.add_argument("--dest", type=Path, default=BUNDLED_DIR)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    sizes = write_bundle(args.mllm, args.tokenizer, args.dest)
+    sizes = write_bundle(args.mllm, args.tokenizer, args.generator, args.dest)
     total = sum(sizes.values())
     print(f"wrote {args.dest}: {total / 2**20:.2f} MiB in {len(sizes)} files")
     return 0

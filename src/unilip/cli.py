@@ -36,7 +36,8 @@ def _miniworld_config(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> int:
     from unilip.demo import run_demo
 
-    run_demo(args.out, n=args.n, seed=args.seed, model=args.model, tokenizer=args.tokenizer)
+    run_demo(args.out, n=args.n, seed=args.seed, model=args.model, tokenizer=args.tokenizer,
+             generator=None if args.no_generator else args.generator)
     return 0
 
 
@@ -357,15 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("demo", help="the embedded default end to end: reconstruct and understand mini-world scenes",
+    p = sub.add_parser("demo", help="the embedded default end to end: reconstruct, understand, generate, edit",
                        description=("Render fresh held-out mini-world scenes, reconstruct them with the UniLIP "
                                     "tokenizer, ask the MLLM about them with its original and with the UniLIP "
-                                    "encoder, and write an HTML page (under a minute on a laptop CPU)."))
+                                    "encoder, generate images from prompts and edit scenes by instructions (scored by "
+                                    "the detector), and write an HTML page (under a minute on a laptop CPU)."))
     p.add_argument("-o", "--out", type=Path, default=Path("unilip-demo"), help="output directory (default: unilip-demo)")
     p.add_argument("--n", type=int, default=8, help="scenes to show (default 8)")
     p.add_argument("--seed", type=int, default=0, help="which held-out scenes (default 0)")
     p.add_argument("--model", default="mini", help="MLLM ('mini' = bundled)")
     p.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer ('mini' = bundled)")
+    p.add_argument("--generator", default="mini", help="generator directory made with the MLLM and tokenizer ('mini' = bundled)")
+    p.add_argument("--no-generator", action="store_true", help="reconstruct and understand only")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show configs and presets", description="Show and check configs.")

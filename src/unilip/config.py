@@ -31,9 +31,25 @@ from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.errors import ConfigError
 
 __all__ = [
-    "deep_merge", "from_dict", "load_config", "parse_overrides", "read_yaml", "save_config", "to_dict", "to_yaml",
-    "validate_config", "VisionEncoderConfig", "LanguageModelConfig", "MLLMConfig", "TokenizerConfig",
-    "GeneratorConfig", "UniLIPConfig", "MiniWorldConfig", "PRESETS", "get_preset", "preset_yaml",
+    "PRESETS",
+    "GeneratorConfig",
+    "LanguageModelConfig",
+    "MLLMConfig",
+    "MiniWorldConfig",
+    "TokenizerConfig",
+    "UniLIPConfig",
+    "VisionEncoderConfig",
+    "deep_merge",
+    "from_dict",
+    "get_preset",
+    "load_config",
+    "parse_overrides",
+    "preset_yaml",
+    "read_yaml",
+    "save_config",
+    "to_dict",
+    "to_yaml",
+    "validate_config",
 ]
 
 #################################################################################

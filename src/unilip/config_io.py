@@ -43,7 +43,7 @@ _FLOAT_RE = re.compile(
     |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-    re.X,
+    re.VERBOSE,
 )
 
 
@@ -76,7 +76,7 @@ _Dumper.add_representer(list, _represent_list)
 
 
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+    return yaml.load(text, Loader=_Loader)
 
 
 #################################################################################
@@ -84,7 +84,7 @@ def _yaml_load(text: str) -> Any:
 #################################################################################
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -1,8 +1,9 @@
 """``unilip demo``: the embedded default end to end, in under a minute on a laptop CPU.
 
 Renders fresh held-out mini-world scenes, reconstructs them with the UniLIP tokenizer, asks the MLLM questions about
-each scene with its original encoder and with the UniLIP encoder swapped in, and writes one HTML page with the
-images, the answers (right or wrong against the scene graph) and the metrics.
+each scene with its original encoder and with the UniLIP encoder swapped in, generates images from prompts and edits
+scenes by instructions with the generator, and writes one HTML page with the images, the answers (right or wrong
+against the scene graph), the detector's verdicts on the generated and edited images, and the metrics.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _data_uri(array: np.ndarray, scale: int = 3) -> str:
 
 
 def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: str = "mini", tokenizer: str = "mini",
-             log=print) -> Path:
+             generator: str | None = "mini", log=print) -> Path:
     """Write ``out/index.html``; ``log`` receives progress lines. Returns the page's path."""
     from unilip.config import get_preset
     from unilip.data.miniworld.dataset import make_records
@@ -44,13 +45,18 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = get_preset("mini").miniworld
-    log(f"[1/4] loading the MLLM ({model}) and the UniLIP tokenizer ({tokenizer})")
+    log(f"[1/6] loading the MLLM ({model}), the UniLIP tokenizer ({tokenizer}) and the generator ({generator})")
     tok = UniLIPTokenizer.from_pretrained(resolve_model(tokenizer, "tokenizer")).eval()
     original = MLLM.from_pretrained(resolve_model(model, "mllm")).eval()
     unilip = MLLM.from_pretrained(resolve_model(model, "mllm")).eval()
     unilip.use_encoder(tok.encoder)
+    gen = None
+    if generator is not None:
+        from unilip.generation.model import UniLIPGenerator
 
-    log(f"[2/4] rendering {n} held-out scenes (test split, from record {seed * n}) with two questions each")
+        gen = UniLIPGenerator.from_pretrained(resolve_model(generator, "generator"), original, tok).eval()
+
+    log(f"[2/6] rendering {n} held-out scenes (test split, from record {seed * n}) with two questions each")
     records = list(make_records("vqa", cfg, "test", seed * 2 * n, 2 * n))
     captions = list(make_records("captions", cfg, "test", seed * n, n))
     from unilip.data.miniworld.renderer import render
@@ -59,18 +65,19 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     images = torch.from_numpy(np.stack([render(sc, cfg) for sc in scenes])).permute(0, 3, 1, 2).float() / 255
     q_images = torch.from_numpy(np.stack([render(r["scene"], cfg) for r in records])).permute(0, 3, 1, 2).float() / 255
 
-    log("[3/4] reconstructing them with the UniLIP tokenizer")
+    log("[3/6] reconstructing them with the UniLIP tokenizer")
     with torch.no_grad():
         recon = tok.reconstruct(images)
     p, s = psnr(recon, images), ssim(recon, images)
 
-    log("[4/4] asking the MLLM with its original encoder and with the UniLIP encoder")
+    log("[4/6] asking the MLLM with its original encoder and with the UniLIP encoder")
     questions = [r["question"] for r in records]
     answers = {"original": original.answer(questions, q_images), "unilip": unilip.answer(questions, q_images)}
     scores = {k: float(np.mean([a == r["answer"] for a, r in zip(v, records)])) for k, v in answers.items()}
 
+    generated = _generate_and_edit(gen, cfg, n, seed, log) if gen is not None else ""
     page = _page(captions, to_uint8(images), to_uint8(recon), p, s, records, to_uint8(q_images), answers, scores,
-                 time.perf_counter() - t0)
+                 generated, time.perf_counter() - t0)
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     log(f"mean PSNR {float(p.mean()):.2f} dB, SSIM {float(s.mean()):.3f}; VQA original {100 * scores['original']:.0f}%, "
@@ -79,7 +86,38 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     return path
 
 
-def _page(captions, originals, recons, p, s, records, q_images, answers, scores, seconds: float) -> str:
+def _generate_and_edit(gen, cfg, n: int, seed: int, log) -> str:
+    """Generate from mini GenEval prompts and edit test scenes; the HTML section with the detector's verdicts."""
+    from unilip.data.miniworld import detect, render
+    from unilip.eval.gen_common import generate_for
+    from unilip.eval.geneval_mini import geneval_prompts, satisfies
+    from unilip.eval.imgedit_mini import edit_records, score_edit
+
+    e = html.escape
+    specs = geneval_prompts(cfg)
+    specs = [specs[int(i)] for i in np.random.default_rng(seed).choice(len(specs), n, replace=False)]
+    log(f"[5/6] generating {n} images from prompts")
+    images = generate_for(gen, [s["prompt"] for s in specs], 1, seed)
+    ok = [satisfies(detect(im, cfg), sp) for im, sp in zip(images, specs)]
+    records = edit_records(cfg, n, 0)[:n]
+    log(f"[6/6] editing {n} scenes by instructions")
+    sources = np.stack([render(r["scene"], cfg) for r in records])
+    edited = generate_for(gen, [r["instruction"] for r in records], 1, seed,
+                          sources=torch.from_numpy(sources).permute(0, 3, 1, 2).float() / 255)
+    scores = [score_edit(im, r, cfg) for im, r in zip(edited, records)]
+    log(f"generation: {sum(ok)}/{n} right by the detector; editing: {sum(x['ok'] for x in scores)}/{n}")
+    mark = lambda good: "<b class='ok'>&#10003;</b>" if good else "<b class='bad'>&#10007;</b>"
+    gen_cells = "".join(f"<figure><img src='{_data_uri(im)}'><figcaption>{mark(k)} {e(sp['prompt'])} "
+                        f"<i>({e(sp['category'])})</i></figcaption></figure>" for im, sp, k in zip(images, specs, ok))
+    edit_cells = "".join(f"<figure><img src='{_data_uri(src)}'><img src='{_data_uri(im)}'><figcaption>{mark(sc['ok'])} "
+                         f"{e(r['instruction'])} <i>({e(r['edit_type'])}; PSNR outside the edit {sc['psnr_outside']:.1f} dB)"
+                         "</i></figcaption></figure>" for src, im, r, sc in zip(sources, edited, records, scores))
+    return (f"<h2>Generation</h2><p>{sum(ok)} of {n} right by the mini-world detector (mini GenEval rules).</p>{gen_cells}"
+            f"<h2>Editing</h2><p>Left: source, right: edited. {sum(x['ok'] for x in scores)} of {n} follow the instruction "
+            f"and keep everything else (by the detector).</p>{edit_cells}")
+
+
+def _page(captions, originals, recons, p, s, records, q_images, answers, scores, generated: str, seconds: float) -> str:
     e = html.escape
     recon_cells = "".join(
         f"<figure><img src='{_data_uri(o)}'><img src='{_data_uri(r)}'><figcaption>{e(c['caption'])}<br>"
@@ -104,4 +142,4 @@ def _page(captions, originals, recons, p, s, records, q_images, answers, scores,
             f"<h2>Understanding</h2><p>Accuracy: original encoder {100 * scores['original']:.0f}%, "
             f"UniLIP encoder {100 * scores['unilip']:.0f}% ({len(records)} questions).</p>"
             "<table><tr><th>image</th><th>question</th><th>truth</th><th>original encoder</th><th>UniLIP encoder</th></tr>"
-            f"{''.join(rows)}</table><p>Made in {seconds:.1f} s.</p></body></html>\n")
+            f"{''.join(rows)}</table>{generated}<p>Made in {seconds:.1f} s.</p></body></html>\n")

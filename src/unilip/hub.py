@@ -152,7 +152,7 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], wha
 
 # The weights that ship inside the package (trained by our own commands on the mini world; see the README).
 BUNDLED_DIR = Path(__file__).parent / "assets" / "mini"
-BUNDLED_COMPONENTS = ("mllm", "tokenizer")
+BUNDLED_COMPONENTS = ("mllm", "tokenizer", "generator")
 
 
 def resolve_model(name_or_path: str | os.PathLike[str], component: str) -> Path | str:

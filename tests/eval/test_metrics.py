@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from unilip.errors import UniLIPError
 from unilip.eval import metrics

@@ -17,8 +17,6 @@ from unilip.tokenizer import UniLIPTokenizer
 from unilip.train.tokenizer import load_train_config
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     torch.manual_seed(0)

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from tiny import TINY_MODEL
+
 from unilip.errors import UniLIPError
 from unilip.generation import Conditioner
 from unilip.generation.conditioner import UNCONDITIONAL_GENERATE

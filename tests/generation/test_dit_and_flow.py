@@ -5,7 +5,12 @@ import torch
 
 from unilip.config import get_preset
 from unilip.generation.dit import build_dit
-from unilip.generation.flow import NUM_TRAIN_TIMESTEPS, flow_matching_loss, guided_velocity, sample_sigmas
+from unilip.generation.flow import (
+    NUM_TRAIN_TIMESTEPS,
+    flow_matching_loss,
+    guided_velocity,
+    sample_sigmas,
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from tiny import TINY_MODEL
+
 from unilip.errors import UniLIPError
 from unilip.generation.model import UniLIPGenerator, measure_latent_scale
 

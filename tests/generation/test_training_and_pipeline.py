@@ -112,7 +112,7 @@ def pipeline_dir(components, tmp_path_factory):
 def test_pipeline_round_trip_seeds_and_arguments(pipeline_dir, tmp_path):
     pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
-    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    g = lambda s: torch.Generator().manual_seed(s)
     a = pipe("a red circle", generator=g(1), output_type="pt").images
     b = pipe("a red circle", generator=g(1), output_type="pt").images
     c = pipe("a red circle", generator=g(2), output_type="pt").images

@@ -25,9 +25,9 @@ from scipy import linalg
 from unilip.errors import UniLIPError
 
 __all__ = [
-    "FeatureFrechet",
     "LPIPS_VGG16_FILE",
     "RFID_INCEPTION_FILE",
+    "FeatureFrechet",
     "frechet_distance",
     "frechet_distance_from_stats",
     "lpips_metric",
@@ -314,7 +314,7 @@ def _rfid_message(where: str) -> str:
     )
 
 
-def rfid_metric(weights_path: str | os.PathLike[str] | None = None) -> "RFID":
+def rfid_metric(weights_path: str | os.PathLike[str] | None = None) -> RFID:
     """rFID with torch-fidelity's InceptionV3 (2048-d pool features), from a weights file on disk only.
 
     Args:
@@ -341,7 +341,9 @@ class RFID:
     """
 
     def __init__(self, weights: Path):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import (
+            FeatureExtractorInceptionV3,
+        )
 
         self.extractor = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
         self.extractor.eval().requires_grad_(False)

@@ -94,7 +94,11 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     from unilip.generation.vae_baseline import PixelAutoencoder
     from unilip.hub import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
-    from unilip.train.generator import GeneratorTask, load_generator_config, train_generator
+    from unilip.train.generator import (
+        GeneratorTask,
+        load_generator_config,
+        train_generator,
+    )
 
     t0 = time.perf_counter()
     out = Path(out)

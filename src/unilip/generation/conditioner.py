@@ -38,7 +38,8 @@ class Conditioner(nn.Module):
         self.mllm = mllm.requires_grad_(False).eval()
         embed = self.language_model.get_input_embeddings().weight
         # official: randn; scaled here to the embedding table's spread, so queries look like tokens to the frozen LM
-        self.queries = nn.Parameter(torch.randn(1, num_queries, embed.shape[1]) * float(embed.detach().float().std()))
+        spread = 1.0 if embed.is_meta else float(embed.detach().float().std())
+        self.queries = nn.Parameter(torch.randn(1, num_queries, embed.shape[1], device=embed.device) * spread)
 
     @property
     def language_model(self) -> nn.Module:

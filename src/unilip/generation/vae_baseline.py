@@ -1,5 +1,9 @@
-"""The paper's "VAE latent" baseline: a plain DC-AE autoencoder (diffusers ``AutoencoderDC``, encoder and decoder
-trained together on pixels) whose latent has the UniLIP latent's shape, so the generator can target either.
+"""Latent spaces other than UniLIP's for the generator: the paper's "VAE latent" baseline, and SANA's own DC-AE.
+
+``PixelAutoencoder``: a plain DC-AE autoencoder (diffusers ``AutoencoderDC``, encoder and decoder trained together on
+pixels) whose latent has the UniLIP latent's shape, so the generator can target either. ``load_autoencoder`` also
+wraps a pretrained diffusers ``AutoencoderDC`` (SANA's ``dc-ae-f32c32``), the latent official generation stage 1
+aligns the connector in, with the pretrained SANA DiT frozen.
 
 The paper's ablation (UniLIP latent 0.56 vs a VAE latent 0.48 on GenEval) asks whether a latent that *understands*
 is easier to generate in than one that only reconstructs. ``unilip reproduce generator`` trains this autoencoder on
@@ -94,7 +98,7 @@ class AutoencoderTask(TrainTask):
         from unilip.data.miniworld import make_records
         from unilip.mllm.data import position_batches
 
-        make = lambda p: self._image(next(make_records("images", self.world, "train", p, 1))["scene"], self.world)  # noqa: E731
+        make = lambda p: self._image(next(make_records("images", self.world, "train", p, 1))["scene"], self.world)
         return position_batches(make, torch.stack, self.batch_size, start_step, rank, world_size)
 
     def step(self, model: nn.Module, batch: Tensor, step: int) -> StepOutput:
@@ -103,3 +107,40 @@ class AutoencoderTask(TrainTask):
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
         model.save_pretrained(out_dir)
+
+
+class DiffusersAutoencoder(nn.Module):
+    """A pretrained diffusers ``AutoencoderDC`` behind the same ``encode`` / ``decode`` interface (pixels in [0, 1];
+    the scaling factor is the generator's ``latent_scale``, as in the official stage 1)."""
+
+    def __init__(self, ae):
+        super().__init__()
+        self.ae = ae
+
+    def encode(self, images: Tensor) -> Tensor:
+        return self.ae.encode(images * 2 - 1).latent
+
+    def decode(self, latents: Tensor, clamp: bool = False) -> Tensor:
+        out = (self.ae.decode(latents).sample + 1) / 2
+        return out.clamp(0, 1) if clamp else out
+
+
+def load_autoencoder(spec: str) -> nn.Module:
+    """A :class:`PixelAutoencoder` directory, or a diffusers ``AutoencoderDC`` (a directory or hub id, at its root or
+    in ``vae/``, as SANA ships it), for the generator's ``autoencoder`` setting."""
+    import json
+
+    from unilip.errors import UniLIPError
+    from unilip.hub import resolve_pretrained
+
+    local = Path(spec)
+    if (local / "config.json").is_file() and json.loads((local / "config.json").read_text()).get("_class_name") == "PixelAutoencoder":
+        return PixelAutoencoder.from_pretrained(local)
+    from diffusers import AutoencoderDC
+
+    path = resolve_pretrained(spec, f"the autoencoder {spec}", ["config.json", "*.safetensors", "vae/*"])
+    sub = "vae" if (Path(path) / "vae" / "config.json").is_file() else None
+    try:
+        return DiffusersAutoencoder(AutoencoderDC.from_pretrained(path, subfolder=sub))
+    except (OSError, ValueError) as err:
+        raise UniLIPError(f"cannot load an AutoencoderDC from {path}: {err}") from err

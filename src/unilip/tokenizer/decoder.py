@@ -20,7 +20,11 @@ from torch import Tensor
 
 from unilip.config import TokenizerConfig
 from unilip.errors import UniLIPError
-from unilip.hub import load_safetensors_subset, load_state_dict_strict, resolve_pretrained
+from unilip.hub import (
+    load_safetensors_subset,
+    load_state_dict_strict,
+    resolve_pretrained,
+)
 
 __all__ = ["PixelDecoder"]
 

@@ -19,14 +19,25 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 from transformers import (
-    AutoConfig, CLIPVisionConfig, CLIPVisionModel, InternVLConfig, InternVLVisionConfig, InternVLVisionModel,
-    PreTrainedConfig, SiglipVisionConfig, SiglipVisionModel,
+    AutoConfig,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    InternVLConfig,
+    InternVLVisionConfig,
+    InternVLVisionModel,
+    PreTrainedConfig,
+    SiglipVisionConfig,
+    SiglipVisionModel,
 )
 from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
 
 from unilip.config import UniLIPConfig, VisionEncoderConfig
 from unilip.errors import UniLIPError
-from unilip.hub import load_safetensors_subset, load_state_dict_strict, resolve_pretrained
+from unilip.hub import (
+    load_safetensors_subset,
+    load_state_dict_strict,
+    resolve_pretrained,
+)
 
 __all__ = ["HFVisionEncoder", "InternViTEncoder", "VisionEncoder", "build_encoder", "pixel_shuffle"]
 

@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from unilip.config import UniLIPConfig, validate_config
 from unilip.errors import UniLIPError
-from unilip.hub import load_safetensors_subset, load_state_dict_strict, resolve_pretrained
+from unilip.hub import (
+    load_safetensors_subset,
+    load_state_dict_strict,
+    resolve_pretrained,
+)
 from unilip.tokenizer.decoder import PixelDecoder
 from unilip.tokenizer.encoder import VisionEncoder, build_encoder
 from unilip.tokenizer.projection import LatentProjection

@@ -66,7 +66,9 @@ class GeneratorTrainConfig:
 
     model: UniLIPConfig = field(default_factory=UniLIPConfig)
     tokenizer: str = "mini"  # a UniLIP tokenizer directory (its latent is what the DiT generates), or `mini`
-    autoencoder: str | None = None  # ablation: a PixelAutoencoder directory whose latent the DiT generates instead
+    # another latent space for the DiT: a PixelAutoencoder directory (the VAE ablation) or a diffusers AutoencoderDC
+    # (SANA's, for the official stage 1 with the pretrained DiT frozen); None: the UniLIP latent
+    autoencoder: str | None = None
     stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
     mix: GenerationMix = field(default_factory=GenerationMix)
     eval_prompts: int = 48  # mini GenEval prompts (1 sample each) scored at every report: the learning curve
@@ -87,19 +89,17 @@ def build_generator(cfg: UniLIPConfig, tokenizer: str, init: str | None = None, 
 
     mllm = MLLM.from_pretrained(resolve_model(cfg.mllm.pretrained or "mini", "mllm"))
     tok = UniLIPTokenizer.from_pretrained(resolve_model(tokenizer, "tokenizer")).float()
+    ae = None
     if autoencoder:
-        from unilip.generation.vae_baseline import PixelAutoencoder
+        from unilip.generation.vae_baseline import load_autoencoder
 
-        ae = PixelAutoencoder.from_pretrained(autoencoder)
-        if init:
-            raise ConfigError("autoencoder: the VAE-latent ablation trains in one stage (no stage.init)")
-        return UniLIPGenerator(cfg, mllm, tok, condition_mode, autoencoder=ae)
+        ae = load_autoencoder(autoencoder)
     if init:
-        model = UniLIPGenerator.from_pretrained(init, mllm, tok, cfg)
+        model = UniLIPGenerator.from_pretrained(init, mllm, tok, cfg, autoencoder=ae)
         if model.condition_mode != condition_mode:
             raise ConfigError(f"stage.condition_mode: {condition_mode!r}, but {init} was trained with {model.condition_mode!r}")
         return model
-    return UniLIPGenerator(cfg, mllm, tok, condition_mode)
+    return UniLIPGenerator(cfg, mllm, tok, condition_mode, autoencoder=ae)
 
 
 class GeneratorTask(TrainTask):
@@ -110,7 +110,7 @@ class GeneratorTask(TrainTask):
         self.model.requires_grad_(False)
         for name in cfg.stage.trainable:
             self._group(name).requires_grad_(True)
-        self.data = GenerationData(cfg.model.miniworld, cfg.mix)
+        self.data = GenerationData(cfg.model.miniworld, cfg.mix, cfg.model.tokenizer.image_size)
 
     def _group(self, name: str) -> nn.Module:
         m = self.model

@@ -25,9 +25,21 @@ from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError, UniLIPError
-from unilip.mllm.data import DenseAttributeData, InstructionData, InstructionMix, position_batches
+from unilip.mllm.data import (
+    DenseAttributeData,
+    InstructionData,
+    InstructionMix,
+    position_batches,
+)
 from unilip.mllm.model import MLLM, square_side
-from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
+from unilip.train.loop import (
+    LoopConfig,
+    OptimConfig,
+    ParamGroup,
+    StepOutput,
+    TrainTask,
+    train,
+)
 from unilip.train.stage_config import load_stage_config
 
 logger = logging.getLogger("unilip.train")

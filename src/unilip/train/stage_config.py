@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from unilip.config import UniLIPConfig
-from unilip.config_io import from_dict, load_config, merge_fields, parse_overrides, read_yaml, to_dict
+from unilip.config_io import (
+    from_dict,
+    load_config,
+    merge_fields,
+    parse_overrides,
+    read_yaml,
+    to_dict,
+)
 from unilip.errors import ConfigError
 
 T = TypeVar("T")

@@ -28,7 +28,14 @@ from unilip.tokenizer.losses import (
     distillation_loss,
     generator_adversarial_loss,
 )
-from unilip.train.loop import LoopConfig, OptimConfig, ParamGroup, StepOutput, TrainTask, train
+from unilip.train.loop import (
+    LoopConfig,
+    OptimConfig,
+    ParamGroup,
+    StepOutput,
+    TrainTask,
+    train,
+)
 from unilip.train.stage_config import load_stage_config
 
 logger = logging.getLogger("unilip.train")

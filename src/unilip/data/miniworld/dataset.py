@@ -22,13 +22,24 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from unilip.data.images import SkipCounter, load_image_array
 from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.data.miniworld.edits import EDIT_TYPES, make_edit
 from unilip.data.miniworld.language import caption
-from unilip.data.miniworld.questions import QUESTION_TYPES, answer_space, question_with_answer
+from unilip.data.miniworld.questions import (
+    QUESTION_TYPES,
+    answer_space,
+    question_with_answer,
+)
 from unilip.data.miniworld.renderer import render_pil
-from unilip.data.miniworld.scene import SPLIT_SEED_BASE, SPLIT_SIZE, Scene, sample_scene, scene_seed
+from unilip.data.miniworld.scene import (
+    SPLIT_SEED_BASE,
+    SPLIT_SIZE,
+    Scene,
+    sample_scene,
+    scene_seed,
+)
 from unilip.errors import ConfigError, ImageLoadError, UniLIPError
 
 TASKS = ("images", "captions", "vqa", "edit")

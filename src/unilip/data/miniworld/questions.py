@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from unilip.data.miniworld.config import MiniWorldConfig
-from unilip.data.miniworld.language import NUMBER_WORDS, RELATIONS, plural, refer, relation
+from unilip.data.miniworld.language import (
+    NUMBER_WORDS,
+    RELATIONS,
+    plural,
+    refer,
+    relation,
+)
 from unilip.data.miniworld.scene import Scene
 
 QUESTION_TYPES = ("count", "color", "exist", "position")
