@@ -35,12 +35,15 @@ def components(tmp_path_factory):
     return root
 
 
+def _cfg_args(components, out, *extra, steps=3):
+    return [*TINY_MODEL, *TINY_DIT, f"model.mllm.pretrained={components / 'mllm'}", f"tokenizer={components / 'tokenizer'}",
+            f"loop.output_dir={out}", f"loop.max_steps={steps}", f"loop.save_every={steps}", "loop.batch_size=6",
+            "loop.log_every=1", "loop.report_every=0", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
+            "mix.edit=0.5", *extra]
+
+
 def _cfg(components, out, *extra, steps=3):
-    return load_generator_config(None, [
-        *TINY_MODEL, *TINY_DIT, f"model.mllm.pretrained={components / 'mllm'}", f"tokenizer={components / 'tokenizer'}",
-        f"loop.output_dir={out}", f"loop.max_steps={steps}", f"loop.save_every={steps}", "loop.batch_size=6",
-        "loop.log_every=1", "loop.report_every=0", "loop.progress=false", "optim.warmup_steps=1", "optim.lr=1e-3",
-        "mix.edit=0.5", *extra])
+    return load_generator_config(None, _cfg_args(components, out, *extra, steps=steps))
 
 
 def test_data_mixes_captions_edits_knowledge_and_dropout():
@@ -176,3 +179,29 @@ def test_cli_generate_and_edit_same_seed_same_images(pipeline_dir, tmp_path):
                  "--steps", "1", "-o", str(tmp_path / "e")]) == 0
     assert (tmp_path / "e" / "0000.png").is_file()
     assert main(["edit", str(tmp_path / "missing.png"), "remove it", "--model", str(pipeline_dir), "-o", str(tmp_path / "e")]) == 2
+
+
+def test_two_processes_train_the_generator_in_step(components, tmp_path):
+    """torchrun with 2 CPU processes (gloo): the ranks end with identical weights; rank 0 writes the final model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cfg_args = _cfg_args(components, tmp_path / "ddp", steps=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "unilip.cli",
+           "train", "generator", *cfg_args, "loop.batch_size=3"]
+    log = tmp_path / "torchrun.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    ranks = tmp_path / "ddp" / "ranks.json"
+    assert ranks.is_file(), log.read_text()[-3000:]
+    sums = json.loads(ranks.read_text())
+    assert sums["processes"] == 2 and sums["weight_checksums"][0] == sums["weight_checksums"][1]
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
