@@ -180,12 +180,13 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_generation(args: argparse.Namespace) -> int:
+    import dataclasses
     import json as _json
 
     from unilip.config import get_preset
 
     pipe = _load_pipeline(args.model)
-    world = get_preset("mini").miniworld
+    world = dataclasses.replace(get_preset("mini").miniworld, image_size=pipe.image_size)  # scenes at the model's size
     common = {"out_dir": args.out, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
     if args.eval_command == "geneval-mini":
         from unilip.eval.geneval_mini import evaluate_geneval

@@ -205,3 +205,13 @@ def test_two_processes_train_the_generator_in_step(components, tmp_path):
     sums = json.loads(ranks.read_text())
     assert sums["processes"] == 2 and sums["weight_checksums"][0] == sums["weight_checksums"][1]
     assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("bench", ["geneval-mini", "imgedit-mini", "wise-mini"])
+def test_cli_benchmarks_write_json_and_html(pipeline_dir, tmp_path, bench):
+    from unilip.cli import main
+
+    assert main(["eval", bench, "--model", str(pipeline_dir), "--samples", "1", "--steps", "1", "-o", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / f"{bench}.json").read_text())
+    assert 0 <= result["summary"]["overall"] <= 1 and result["rows"]
+    assert (tmp_path / f"{bench}.html").read_text().count("<figure>") >= 5

@@ -94,10 +94,11 @@ def satisfies(scene: Scene, spec: dict[str, Any]) -> bool:
 
 def evaluate_geneval(model, cfg: MiniWorldConfig, n_prompts: int | None = None, samples: int = 4, seed: int = 0,
                      out_dir: str | Path | None = None, grid_path: str | Path | None = None, steps: int | None = None,
-                     guidance: float | None = None) -> dict[str, Any]:
+                     guidance: float | None = None, categories: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Generate ``samples`` images per prompt and score them; ``n_prompts`` takes an evenly spread subset (for the
-    training curve). Writes ``geneval-mini.json`` / ``.html`` to ``out_dir`` and a sample grid to ``grid_path``."""
-    specs = geneval_prompts(cfg)
+    training curve), ``categories`` some categories only. Writes ``geneval-mini.json`` / ``.html`` to ``out_dir`` and
+    a sample grid to ``grid_path``."""
+    specs = [s for s in geneval_prompts(cfg) if categories is None or s["category"] in categories]
     if n_prompts is not None and n_prompts < len(specs):
         specs = [specs[i] for i in np.linspace(0, len(specs) - 1, n_prompts).round().astype(int)]
     images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
