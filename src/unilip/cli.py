@@ -339,7 +339,8 @@ def cmd_reproduce_tokenizer(args: argparse.Namespace) -> int:
 def cmd_reproduce_generator(args: argparse.Namespace) -> int:
     from unilip.eval.reproduce_generator import reproduce_generator
 
-    results = reproduce_generator(args.out, mllm=args.mllm, tokenizer=args.tokenizer, quick=args.quick)
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+    results = reproduce_generator(args.out, mllm=args.mllm, tokenizer=args.tokenizer, quick=args.quick, variants=variants)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'report.html'} "
           f"({results['seconds'] / 60:.1f} min)")
     return 0
@@ -524,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quick", action="store_true", help="a few steps and small evaluations (a smoke test, not results)")
     q.add_argument("--mllm", default="mini", help="the frozen MLLM ('mini' = bundled)")
     q.add_argument("--tokenizer", default="mini", help="the frozen UniLIP tokenizer ('mini' = bundled)")
+    q.add_argument("--variants", help="comma-separated subset (dual,queries,hidden,vae_latent); finished variants are "
+                                      "reused, so two processes can split the work and a last call writes the report")
     q.set_defaults(func=cmd_reproduce_generator)
 
     p = sub.add_parser("eval", help="evaluate a model", description="Evaluate a model.")

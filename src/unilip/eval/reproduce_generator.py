@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from unilip.errors import UniLIPError
+
 logger = logging.getLogger("unilip.reproduce")
 
 PAPER = {  # UniLIP paper, ablation tables (1B): ImgEdit overall, WISE overall, GenEval by target latent
@@ -85,8 +87,14 @@ def _latent_scale(autoencoder, world, n: int = 512) -> float:
         return float(1 / torch.cat([autoencoder.eval().encode(c) for c in images.split(128)]).std())
 
 
-def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "mini", quick: bool = False) -> dict[str, Any]:
-    """Train and score the four variants; write results.json + report.md + report.html under ``out``."""
+def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "mini", quick: bool = False,
+                        variants: list[str] | None = None) -> dict[str, Any]:
+    """Train and score the variants (default: all four); write results.json + report.md + report.html under ``out``.
+
+    A variant whose ``eval/<name>/result.json`` exists is not redone, so an interrupted run continues, and two
+    processes can split the variants (``variants=[...]``; one thread each is faster on a small CPU than one process
+    with two) before a last call without ``variants`` writes the whole report.
+    """
     from unilip.eval.geneval_mini import evaluate_geneval
     from unilip.eval.imgedit_mini import evaluate_imgedit
     from unilip.eval.wise_mini import evaluate_wise
@@ -115,9 +123,17 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
             "loop.report_every=0", "loop.progress=false", f"optim.warmup_steps={min(300, s.steps // 5 + 1)}"]
     results: dict[str, Any] = {"settings": asdict(s), "quick": quick, "paper": PAPER, "variants": {},
                                "latent_scale": {"unilip": unilip_scale}}
-    for name, overrides in VARIANTS.items():
+    for name in variants or list(VARIANTS):
+        if name not in VARIANTS:
+            raise UniLIPError(f"variant {name!r}: not one of {', '.join(VARIANTS)}")
+        done = out / "eval" / name / "result.json"
+        if done.is_file():  # finished by an earlier (or a parallel) invocation
+            results["variants"][name] = json.loads(done.read_text())
+            results["latent_scale"].update(results["variants"][name].get("latent_scale", {}))
+            continue
         t = time.perf_counter()
         run = runs / name
+        overrides = VARIANTS[name]
         extra = [*overrides, f"model.generator.latent_scale={unilip_scale}"]
         if name == "vae_latent":
             ae_dir = _train_autoencoder(runs / "autoencoder", s, world, load_generator_config(None, []).model.latent_shape())
@@ -136,6 +152,9 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
              "imgedit": evaluate_imgedit(model, world, n=s.imgedit_edits, n_heldout=s.imgedit_heldout, **steps),
              "wise": evaluate_wise(model, world, samples=s.wise_samples, n_prompts=s.prompts, **steps)}
         r["train_seconds_and_eval"] = time.perf_counter() - t
+        if name == "vae_latent":
+            r["latent_scale"] = {"vae": results["latent_scale"]["vae"]}
+        done.write_text(json.dumps(r, indent=2) + "\n")
         results["variants"][name] = r
         logger.info("%s: geneval %.3f imgedit %.3f wise %.3f", name, r["geneval"]["overall"], r["imgedit"]["overall"],
                     r["wise"]["overall"])
