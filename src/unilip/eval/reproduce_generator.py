@@ -88,12 +88,13 @@ def _latent_scale(autoencoder, world, n: int = 512) -> float:
 
 
 def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "mini", quick: bool = False,
-                        variants: list[str] | None = None) -> dict[str, Any]:
+                        variants: list[str] | None = None, steps: int | None = None) -> dict[str, Any]:
     """Train and score the variants (default: all four); write results.json + report.md + report.html under ``out``.
 
     A variant whose ``eval/<name>/result.json`` exists is not redone, so an interrupted run continues, and two
     processes can split the variants (``variants=[...]``; one thread each is faster on a small CPU than one process
-    with two) before a last call without ``variants`` writes the whole report.
+    with two) before a last call without ``variants`` writes the whole report. ``steps``: the per-variant training
+    budget (default 2000 steps of 64; the variants always share it).
     """
     from unilip.eval.geneval_mini import evaluate_geneval
     from unilip.eval.imgedit_mini import evaluate_imgedit
@@ -112,6 +113,8 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     out = Path(out)
     runs = out / "runs"
     s = GeneratorReproduceSettings.quick() if quick else GeneratorReproduceSettings()
+    if steps is not None:
+        s.steps = steps
     tok_dir = resolve_model(tokenizer, "tokenizer")
     world = load_generator_config(None, []).model.miniworld
     unilip_scale = _latent_scale(UniLIPTokenizer.from_pretrained(tok_dir).float(), world)
