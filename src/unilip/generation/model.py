@@ -139,7 +139,8 @@ class UniLIPGenerator(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.trained_state_dict().items()}
         config = {"format": GENERATOR_FORMAT, "generator": asdict(self.cfg.generator), "condition_mode": self.condition_mode,
-                  "latent_shape": list(self.cfg.latent_shape()), "image_size": self.cfg.tokenizer.image_size}
+                  "latent_shape": list(self.cfg.latent_shape()), "image_size": self.cfg.tokenizer.image_size,
+                  "latent_space": "unilip" if self.autoencoder is None else type(self.autoencoder).__name__}
         tag = uuid.uuid4().hex
         tmp_w, tmp_c = directory / f".{WEIGHTS_NAME}.{tag}.tmp", directory / f".{CONFIG_NAME}.{tag}.tmp"
         try:
@@ -176,6 +177,10 @@ class UniLIPGenerator(nn.Module):
         if list(cfg.latent_shape()) != saved.get("latent_shape"):
             raise UniLIPError(f"the generator in {directory} makes latents of shape {saved.get('latent_shape')}, but the "
                               f"tokenizer config implies {list(cfg.latent_shape())}; pass the config it was trained with")
+        space = saved.get("latent_space", "unilip")
+        if (space == "unilip") != (autoencoder is None):
+            raise UniLIPError(f"the generator in {directory} generates in the {space} latent space; "
+                              + ("pass that autoencoder" if autoencoder is None else "it takes no autoencoder"))
         model = cls(cfg, mllm, tokenizer, saved.get("condition_mode", "dual"), autoencoder)
         from safetensors.torch import load_file
 
