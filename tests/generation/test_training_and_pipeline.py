@@ -215,3 +215,18 @@ def test_cli_benchmarks_write_json_and_html(pipeline_dir, tmp_path, bench):
     result = json.loads((tmp_path / f"{bench}.json").read_text())
     assert 0 <= result["summary"]["overall"] <= 1 and result["rows"]
     assert (tmp_path / f"{bench}.html").read_text().count("<figure>") >= 5
+
+
+def test_cli_latent_scale_is_one_over_the_latent_std(components, capsys):
+    from unilip.cli import main
+    from unilip.data.miniworld import render, sample_split
+    from unilip.generation.model import measure_latent_scale
+    from unilip.tokenizer import UniLIPTokenizer
+    from unilip.train.mllm import load_mllm_config
+
+    assert main(["latent-scale", "--tokenizer", str(components / "tokenizer"), "--n", "8"]) == 0
+    printed = float(capsys.readouterr().out.split()[2])
+    world = load_mllm_config(None, TINY_MODEL).model.miniworld
+    images = torch.from_numpy(np.stack([render(s, world) for s in sample_split(world, "train", 0, 8)])).permute(0, 3, 1, 2) / 255
+    expected = measure_latent_scale(UniLIPTokenizer.from_pretrained(components / "tokenizer").eval(), images.float())
+    assert printed == pytest.approx(expected, rel=0.02)  # the CLI renders at 64 px and resizes to the tokenizer's 32
