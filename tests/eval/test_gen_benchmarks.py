@@ -48,6 +48,7 @@ def test_imgedit_scores_the_target_right_and_the_untouched_source_wrong():
     assert {r["edit_type"] for r in records} == {"recolor", "remove", "add", "replace", "move"}
     truth = [score_edit(render(r["target"], WORLD), r, WORLD) for r in records]
     assert np.mean([s["ok"] for s in truth]) >= 0.95 and min(s["psnr_outside"] for s in truth) > 60
+    assert all(s["content"] for s in truth)
     unchanged = [score_edit(render(r["scene"], WORLD), r, WORLD) for r in records]
     assert not any(s["ok"] for s in unchanged)  # doing nothing never counts as following the instruction
 

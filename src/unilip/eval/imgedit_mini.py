@@ -4,12 +4,14 @@ detector against the exact target scene graph.
 Per edit: **followed** -- the edited object is as instructed (recoloured / reshaped in place, gone, or added / moved
 into the named region with its colour, shape and size); **preserved** -- every untouched object is still there,
 unchanged and in place, and nothing else appeared; ``ok`` needs both. Also the PSNR against the target outside the
-edited area (the changed objects' boxes, and the whole named region for add / move). Test-split edits plus edits on
-the held-out colour-shape pairs, reported apart.
+edited area (the changed objects' boxes, and the whole named region for add / move). A diagnostic, ``content``: the
+output holds exactly the target's things (colour and shape), wherever they are -- right content, layout not judged.
+Test-split edits plus edits on the held-out colour-shape pairs, reported apart.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,10 @@ def score_edit(image: np.ndarray, record: dict[str, Any], cfg: MiniWorldConfig) 
     truth = render(target, cfg).astype(np.float64)
     mse = float(((image.astype(np.float64) - truth) ** 2)[keep].mean()) if keep.any() else 0.0
     psnr = 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+    # a diagnostic beside the score: the output holds exactly the target's things (colour, shape), wherever they are
+    content = Counter((o.color, o.shape) for o in det.objects) == Counter((o.color, o.shape) for o in target.objects)
     return {"followed": bool(followed), "preserved": bool(preserved), "ok": bool(followed and preserved),
-            "psnr_outside": float(psnr)}
+            "content": bool(content), "psnr_outside": float(psnr)}
 
 
 def evaluate_imgedit(model, cfg: MiniWorldConfig, n: int = 200, n_heldout: int = 50, samples: int = 1, seed: int = 0,
@@ -108,7 +112,7 @@ def evaluate_imgedit(model, cfg: MiniWorldConfig, n: int = 200, n_heldout: int =
         rows.append({"prompt": r["instruction"], "edit_type": r["edit_type"], "heldout": r["heldout"], "item": k // samples,
                      "sample": k % samples, **score_edit(image, r, cfg)})
     summary = tally(rows, "edit_type")
-    for key in ("followed", "preserved"):
+    for key in ("followed", "preserved", "content"):
         summary[key] = {t: float(np.mean([x[key] for x in rows if x["edit_type"] == t])) for t in EDIT_TYPES}
     summary["psnr_outside"] = {t: float(np.mean([x["psnr_outside"] for x in rows if x["edit_type"] == t])) for t in EDIT_TYPES}
     summary.update({"edits": len(records), "samples_per_edit": samples, "seed": seed})
