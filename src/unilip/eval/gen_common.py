@@ -35,6 +35,13 @@ def generate_for(model, prompts: list[str], samples: int, seed: int, sources: to
     return np.concatenate(out)
 
 
+def spread_subset(items: list, n: int | None) -> list:
+    """``n`` items evenly spread over ``items`` (all of them when ``n`` is None or not smaller)."""
+    if n is None or n >= len(items):
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
 def tally(rows: list[dict[str, Any]], key: str = "category") -> dict[str, Any]:
     """Overall and per-``key`` accuracy of rows carrying ``ok`` (bool), and the held-out rows' accuracy."""
     groups: dict[str, list[bool]] = defaultdict(list)

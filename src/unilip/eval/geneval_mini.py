@@ -24,7 +24,7 @@ from unilip.data.miniworld.language import (
     counted,
 )
 from unilip.data.miniworld.scene import Scene
-from unilip.eval.gen_common import generate_for, tally, write_benchmark
+from unilip.eval.gen_common import generate_for, spread_subset, tally, write_benchmark
 
 CATEGORIES = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 FRAMES = ("{}", "a picture of {}", "an image of {}", "there {} {}")
@@ -99,8 +99,7 @@ def evaluate_geneval(model, cfg: MiniWorldConfig, n_prompts: int | None = None, 
     training curve), ``categories`` some categories only. Writes ``geneval-mini.json`` / ``.html`` to ``out_dir`` and
     a sample grid to ``grid_path``."""
     specs = [s for s in geneval_prompts(cfg) if categories is None or s["category"] in categories]
-    if n_prompts is not None and n_prompts < len(specs):
-        specs = [specs[i] for i in np.linspace(0, len(specs) - 1, n_prompts).round().astype(int)]
+    specs = spread_subset(specs, n_prompts)
     images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
     rows = []
     for k, image in enumerate(images):

@@ -18,7 +18,7 @@ import numpy as np
 from unilip.data.miniworld import detect
 from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.data.miniworld.language import article
-from unilip.eval.gen_common import generate_for, tally, write_benchmark
+from unilip.eval.gen_common import generate_for, spread_subset, tally, write_benchmark
 from unilip.mllm.knowledge import indirect_references
 
 FRAMES = ("{}", "a picture of {}")
@@ -46,9 +46,7 @@ def wise_prompts(cfg: MiniWorldConfig) -> list[dict[str, Any]]:
 def evaluate_wise(model, cfg: MiniWorldConfig, samples: int = 4, seed: int = 0, out_dir: str | Path | None = None,
                   steps: int | None = None, guidance: float | None = None, n_prompts: int | None = None) -> dict[str, Any]:
     """Generate ``samples`` images per prompt and score them (``n_prompts``: an evenly spread subset, for smoke runs)."""
-    specs = wise_prompts(cfg)
-    if n_prompts is not None and n_prompts < len(specs):
-        specs = [specs[i] for i in np.linspace(0, len(specs) - 1, n_prompts).round().astype(int)]
+    specs = spread_subset(wise_prompts(cfg), n_prompts)
     images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
     rows = []
     for k, image in enumerate(images):

@@ -32,7 +32,7 @@ from unilip.train.loop import (
     TrainTask,
     train,
 )
-from unilip.train.stage_config import load_stage_config
+from unilip.train.stage_config import check_trainable, load_stage_config
 
 logger = logging.getLogger("unilip.train")
 
@@ -49,13 +49,7 @@ class GeneratorStageConfig:
     condition_mode: str = "dual"  # dual | queries | hidden (the paper's ablation)
 
     def validate(self) -> None:
-        for name, scale in self.trainable.items():
-            if name not in GROUPS:
-                raise ConfigError(f"trainable.{name}: unknown group; allowed: {list(GROUPS)}")
-            if not scale > 0:
-                raise ConfigError(f"trainable.{name}: the lr scale must be > 0 (got {scale}); leave the group out to freeze it")
-        if not self.trainable:
-            raise ConfigError("trainable: nothing trains; list at least one of " + ", ".join(GROUPS))
+        check_trainable(self.trainable, GROUPS)
         if self.condition_mode not in CONDITION_MODES:
             raise ConfigError(f"condition_mode: {self.condition_mode!r} is not one of {list(CONDITION_MODES)}")
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unilip.config import UniLIPConfig
-from unilip.errors import ConfigError, UniLIPError
+from unilip.errors import UniLIPError
 from unilip.mllm.data import (
     DenseAttributeData,
     InstructionData,
@@ -40,7 +40,7 @@ from unilip.train.loop import (
     TrainTask,
     train,
 )
-from unilip.train.stage_config import load_stage_config
+from unilip.train.stage_config import check_trainable, load_stage_config
 
 logger = logging.getLogger("unilip.train")
 
@@ -57,13 +57,7 @@ class MLLMStageConfig:
     init: str | None = None  # instruct: the vision stage's output (its `final/`), or an MLLM directory to continue
 
     def validate(self) -> None:
-        for name, scale in self.trainable.items():
-            if name not in GROUPS[self.kind]:
-                raise ConfigError(f"trainable.{name}: unknown group for a {self.kind} stage; allowed: {list(GROUPS[self.kind])}")
-            if not scale > 0:
-                raise ConfigError(f"trainable.{name}: the lr scale must be > 0 (got {scale}); leave the group out to freeze it")
-        if not self.trainable:
-            raise ConfigError("trainable: nothing trains")
+        check_trainable(self.trainable, GROUPS[self.kind], f" for a {self.kind} stage")
 
 
 @dataclass

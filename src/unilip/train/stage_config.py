@@ -33,3 +33,17 @@ def load_stage_config(cls: type[T], path: str | Path | None, overrides: list[str
     except ConfigError as err:
         raise ConfigError(f"model.{err}") from None
     return from_dict(cls, {**data, "model": to_dict(model)})
+
+
+def check_trainable(trainable: dict[str, float], groups, where: str = "") -> None:
+    """A stage's ``trainable`` (group -> lr scale): known groups, positive scales, at least one group.
+
+    ``where`` qualifies the unknown-group message (e.g. " for a vision stage").
+    """
+    for name, scale in trainable.items():
+        if name not in groups:
+            raise ConfigError(f"trainable.{name}: unknown group{where}; allowed: {list(groups)}")
+        if not scale > 0:
+            raise ConfigError(f"trainable.{name}: the lr scale must be > 0 (got {scale}); leave the group out to freeze it")
+    if not trainable:
+        raise ConfigError("trainable: nothing trains; list at least one of " + ", ".join(groups))

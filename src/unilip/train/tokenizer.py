@@ -36,7 +36,7 @@ from unilip.train.loop import (
     TrainTask,
     train,
 )
-from unilip.train.stage_config import load_stage_config
+from unilip.train.stage_config import check_trainable, load_stage_config
 
 logger = logging.getLogger("unilip.train")
 
@@ -53,13 +53,7 @@ class StageConfig:
     init: str | None = None  # a tokenizer directory to start from, e.g. the previous stage's `final/` (EMA weights)
 
     def validate(self) -> None:
-        for name, scale in self.trainable.items():
-            if name not in GROUPS:
-                raise ConfigError(f"trainable.{name}: unknown group; allowed: {list(GROUPS)}")
-            if not scale > 0:
-                raise ConfigError(f"trainable.{name}: the lr scale must be > 0 (got {scale}); leave the group out to freeze it")
-        if not self.trainable:
-            raise ConfigError("trainable: nothing trains; list at least one of " + ", ".join(GROUPS))
+        check_trainable(self.trainable, GROUPS)
 
 
 @dataclass
