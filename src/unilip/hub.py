@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from unilip.errors import UniLIPError
 
-__all__ = ["load_safetensors_subset", "load_state_dict_strict", "resolve_pretrained"]
+__all__ = ["check_state_dict", "load_safetensors_subset", "load_state_dict_strict", "resolve_pretrained",
+           "save_weights_and_config"]
 
 # Seconds to wait for the hub's metadata answer when online: a dead network fails in seconds, not minutes.
 _ETAG_TIMEOUT_S = 10.0
@@ -125,19 +126,20 @@ def _listing(keys: list[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], what: str) -> None:
-    """Load ``state_dict`` into ``module`` all-or-nothing: any missing, unexpected or misshapen key raises first.
+def check_state_dict(expected: dict[str, torch.Size | tuple[int, ...]], state_dict: dict[str, Tensor], what: str) -> None:
+    """Raise unless ``state_dict`` has exactly the keys of ``expected`` with exactly its shapes.
+
+    ``expected`` maps key -> shape (a meta-device model's state dict serves: no weights needed).
 
     Raises:
-        UniLIPError: naming ``what`` and every offending key; ``module`` is left untouched.
+        UniLIPError: naming ``what`` and every missing, unexpected or misshapen key.
     """
-    expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     misshapen = sorted(
-        f"{key} {tuple(value.shape)} (model: {tuple(expected[key].shape)})"
+        f"{key} {tuple(value.shape)} (model: {tuple(expected[key])})"
         for key, value in state_dict.items()
-        if key in expected and value.shape != expected[key].shape
+        if key in expected and tuple(value.shape) != tuple(expected[key])
     )
     problems = [
         f"{label} {len(keys)}: {_listing(keys)}"
@@ -146,8 +148,45 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], wha
     ]
     if problems:
         raise UniLIPError(f"{what} does not match the model ({'; '.join(problems)}); nothing was loaded")
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], what: str) -> None:
+    """Load ``state_dict`` into ``module`` all-or-nothing: any missing, unexpected or misshapen key raises first.
+
+    Raises:
+        UniLIPError: naming ``what`` and every offending key; ``module`` is left untouched.
+    """
+    check_state_dict({key: value.shape for key, value in module.state_dict().items()}, state_dict, what)
     with torch.no_grad():
         module.load_state_dict(state_dict, strict=True)
+
+
+def save_weights_and_config(directory: str | Path, state: dict[str, Tensor], config: dict,
+                            weights_name: str = "model.safetensors", config_name: str = "config.json") -> None:
+    """Write ``config_name`` (JSON) and ``weights_name`` (safetensors) into ``directory`` (created if needed).
+
+    Each file is written under a temporary name in the same directory and then renamed over the old one, so a crash
+    never leaves a truncated file; weights go first, so a new config never describes old weights.
+    """
+    import uuid
+
+    from safetensors.torch import save_file
+
+    if any(value.is_meta for value in state.values()):
+        raise UniLIPError("cannot save weights on the meta device: there are none yet")
+    state = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex
+    weights_tmp, config_tmp = directory / f".{weights_name}.{tag}.tmp", directory / f".{config_name}.{tag}.tmp"
+    try:
+        save_file(state, str(weights_tmp), metadata={"format": "pt"})
+        config_tmp.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(weights_tmp, directory / weights_name)
+        os.replace(config_tmp, directory / config_name)
+    finally:
+        weights_tmp.unlink(missing_ok=True)
+        config_tmp.unlink(missing_ok=True)
 
 
 # The weights that ship inside the package (trained by our own commands on the mini world; see the README).
@@ -156,10 +195,13 @@ BUNDLED_COMPONENTS = ("mllm", "tokenizer", "generator")
 
 
 def resolve_model(name_or_path: str | os.PathLike[str], component: str) -> Path | str:
-    """``mini`` -> the bundled weights of ``component`` (``mllm`` or ``tokenizer``); anything else is returned as is
-    (a local directory or a Hugging Face repo id, resolved by the loader)."""
+    """``mini`` -> the bundled weights of ``component`` (``mllm``, ``tokenizer`` or ``generator``); an official UniLIP
+    checkpoint (a tokenizer ``.pth`` or a UniLIP-1B/3B directory) -> our layout, converted on the fly; anything else is
+    returned as is (a local directory or a Hugging Face repo id, resolved by the loader)."""
     if str(name_or_path) != "mini":
-        return name_or_path
+        from unilip.convert.official import resolve_official
+
+        return resolve_official(name_or_path, component) or name_or_path
     if component not in BUNDLED_COMPONENTS:
         raise UniLIPError(f"no bundled mini weights for {component!r}; bundled: {', '.join(BUNDLED_COMPONENTS)}")
     path = BUNDLED_DIR / component

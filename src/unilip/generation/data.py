@@ -23,7 +23,7 @@ import torch
 
 from unilip.data.miniworld import make_records
 from unilip.data.miniworld.config import MiniWorldConfig
-from unilip.data.miniworld.language import group_phrases, join_and
+from unilip.data.miniworld.language import framed, group_phrases, join_and
 from unilip.errors import ConfigError
 from unilip.generation.conditioner import UNCONDITIONAL_EDIT, UNCONDITIONAL_GENERATE
 from unilip.mllm.data import image_tensor
@@ -41,7 +41,7 @@ class GenerationMix:
     image_size: int | None = None  # manifests: resize + centre-crop to this (default: the tokenizer's image size)
     edit: float = 0.3  # share of edit triplets (0 = text-to-image only)
     knowledge: float = 0.05  # share of single-object captions rephrased through world knowledge
-    loose: float = 0.15  # share of captions naming shapes only ("two circles and a square"): colour left free
+    loose: float = 0.15  # share of captions naming shapes only ("an image of two circles and a square"): colour free
     cfg_dropout: float = 0.1  # official: 10 % of prompts replaced by the unconditional one
 
     def validate(self) -> None:
@@ -85,7 +85,7 @@ class GenerationData:
             obj = scene.objects[0]
             prompt = indirect_prompt(obj.color, obj.shape, INDIRECT_MODES[int(rng.integers(3))], rng)
         elif rng.random() < self.mix.loose:
-            prompt = join_and(group_phrases(scene.objects, ("shape",)))
+            prompt = framed(join_and(group_phrases(scene.objects, ("shape",))), rng)
         if rng.random() < self.mix.cfg_dropout:
             prompt = UNCONDITIONAL_GENERATE
         return {"image": image_tensor(scene, self.cfg), "prompt": prompt, "source": None}

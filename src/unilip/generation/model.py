@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -133,24 +131,11 @@ class UniLIPGenerator(nn.Module):
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` (the generator config, the condition mode, the latent shape) and ``model.safetensors``
         (queries, connector, DiT) atomically; the MLLM and the tokenizer are saved by themselves."""
-        from safetensors.torch import save_file
+        from unilip.hub import save_weights_and_config
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.trained_state_dict().items()}
-        config = {"format": GENERATOR_FORMAT, "generator": asdict(self.cfg.generator), "condition_mode": self.condition_mode,
-                  "latent_shape": list(self.cfg.latent_shape()), "image_size": self.cfg.tokenizer.image_size,
-                  "latent_space": "unilip" if self.autoencoder is None else type(self.autoencoder).__name__}
-        tag = uuid.uuid4().hex
-        tmp_w, tmp_c = directory / f".{WEIGHTS_NAME}.{tag}.tmp", directory / f".{CONFIG_NAME}.{tag}.tmp"
-        try:
-            save_file(state, str(tmp_w), metadata={"format": "pt"})
-            tmp_c.write_text(json.dumps(config, indent=2) + "\n")
-            os.replace(tmp_w, directory / WEIGHTS_NAME)
-            os.replace(tmp_c, directory / CONFIG_NAME)
-        finally:
-            tmp_w.unlink(missing_ok=True)
-            tmp_c.unlink(missing_ok=True)
+        latent_space = "unilip" if self.autoencoder is None else type(self.autoencoder).__name__
+        save_weights_and_config(directory, self.trained_state_dict(),
+                                generator_config(self.cfg, self.condition_mode, latent_space), WEIGHTS_NAME, CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory_or_repo: str | Path, mllm, tokenizer, cfg: UniLIPConfig | None = None,
@@ -216,6 +201,13 @@ class UniLIPGenerator(nn.Module):
         latents = sample_latents(self.dit, (len(prompts), *self.cfg.latent_shape()), conditions, mask, uncond,
                                  uncond_mask, guidance, steps, scheduler, generator, progress)
         return self.images(latents)
+
+
+def generator_config(cfg: UniLIPConfig, condition_mode: str = "dual", latent_space: str = "unilip") -> dict:
+    """The content of a generator directory's ``config.json``: the generator config, the condition mode, and the
+    latent the DiT makes (shape and space), which loading checks against the tokenizer it is given."""
+    return {"format": GENERATOR_FORMAT, "generator": asdict(cfg.generator), "condition_mode": condition_mode,
+            "latent_shape": list(cfg.latent_shape()), "image_size": cfg.tokenizer.image_size, "latent_space": latent_space}
 
 
 def _geometry_of(mllm, tokenizer) -> UniLIPConfig:

@@ -40,7 +40,7 @@ class UniLIPPipeline:
     def from_pretrained(cls, path_or_repo: str | Path = "mini", dtype: torch.dtype = torch.float32,
                         device: str | torch.device | None = None) -> UniLIPPipeline:
         """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
-        offline-safe) or ``"mini"`` (the bundled weights)."""
+        offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly."""
         from unilip.generation.model import UniLIPGenerator
         from unilip.hub import BUNDLED_DIR, resolve_pretrained
         from unilip.mllm.model import MLLM
@@ -52,8 +52,10 @@ class UniLIPPipeline:
                 raise UniLIPError(f"the bundled mini generator is missing from this installation ({root / 'generator'}); "
                                   "reinstall unilip, or train one (configs/generator/mini.yaml) and pass its pipeline directory")
         else:
-            root = resolve_pretrained(str(path_or_repo), f"the UniLIP pipeline {path_or_repo}",
-                                      [f"{c}/*" for c in COMPONENTS])
+            from unilip.convert.official import resolve_official
+
+            root = resolve_official(path_or_repo, "pipeline") or resolve_pretrained(
+                str(path_or_repo), f"the UniLIP pipeline {path_or_repo}", [f"{c}/*" for c in COMPONENTS])
         missing = [c for c in COMPONENTS if not (Path(root) / c).is_dir()]
         if missing:
             raise UniLIPError(f"{root} is not a UniLIP pipeline directory: no {', '.join(c + '/' for c in missing)} "

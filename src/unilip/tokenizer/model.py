@@ -8,8 +8,6 @@ in ``unilip.train``; the losses use :meth:`UniLIPTokenizer.forward`'s features (
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +22,7 @@ from unilip.hub import (
     load_safetensors_subset,
     load_state_dict_strict,
     resolve_pretrained,
+    save_weights_and_config,
 )
 from unilip.tokenizer.decoder import PixelDecoder
 from unilip.tokenizer.encoder import VisionEncoder, build_encoder
@@ -132,24 +131,9 @@ class UniLIPTokenizer(nn.Module):
         Each file is written under a temporary name in the same directory and then renamed over the old one, so a
         crash never leaves a truncated file; weights go first, so a new config never describes old weights.
         """
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        state = self.state_dict()
-        if any(value.is_meta for value in state.values()):
+        if any(value.is_meta for value in self.state_dict().values()):
             raise UniLIPError("cannot save a tokenizer on the meta device: it has no weights yet")
-        state = {key: value.detach().to("cpu").contiguous() for key, value in state.items()}
-        directory.mkdir(parents=True, exist_ok=True)
-        tag = uuid.uuid4().hex
-        weights_tmp, config_tmp = directory / f".{WEIGHTS_NAME}.{tag}.tmp", directory / f".{CONFIG_NAME}.{tag}.tmp"
-        try:
-            save_file(state, str(weights_tmp), metadata={"format": "pt"})
-            config_tmp.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
-            os.replace(weights_tmp, directory / WEIGHTS_NAME)
-            os.replace(config_tmp, directory / CONFIG_NAME)
-        finally:
-            weights_tmp.unlink(missing_ok=True)
-            config_tmp.unlink(missing_ok=True)
+        save_weights_and_config(directory, self.state_dict(), self.config_dict(), WEIGHTS_NAME, CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls, directory_or_repo: str | Path) -> UniLIPTokenizer:

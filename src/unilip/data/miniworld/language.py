@@ -94,6 +94,11 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     body = join_and(group_phrases(tuple(order), attrs))
     if style == "count":
         return f"{NUMBER_WORDS[len(objs)]} {'object' if len(objs) == 1 else 'objects'}: {body}"
+    return framed(body, rng)
+
+
+def framed(body: str, rng: np.random.Generator) -> str:
+    """``body`` as is, or as "a picture of ...", "an image of ...", "there is/are ...", chosen by ``rng``."""
     frames = ["{}", "a picture of {}", "an image of {}", "there {} {}"]
     frame = frames[int(rng.integers(len(frames)))]
     if frame.startswith("there"):
