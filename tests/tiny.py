@@ -9,3 +9,31 @@ TINY_MODEL = [
     "model.tokenizer.decoder_attention_head_dim=8", "model.generator.connector_layers=1",
     "model.miniworld.image_size=32", "model.miniworld.sizes={small: 0.3, large: 0.45}", "model.miniworld.max_objects=2",
 ]
+
+
+def torchrun_train(what: str, args: list[str], out_dir, log_path, timeout: int = 240) -> dict:
+    """``unilip train WHAT ARGS`` under ``torchrun --standalone --nproc_per_node 2`` on the CPU (gloo), one thread per
+    rank, offline. Judged on what rank 0 wrote (``OUT/ranks.json``), not on the exit code: torch 2.13's gloo teardown
+    can abort after everything is written (platform_notes §5). A stuck run is killed with its whole process group."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "unilip.cli",
+           "train", what, *args, f"loop.output_dir={out_dir}"]
+    with Path(log_path).open("w") as f:  # a new session, so that a stuck rank can be killed with its launcher
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    ranks = Path(out_dir) / "ranks.json"
+    assert ranks.is_file(), Path(log_path).read_text()[-3000:]
+    sums = json.loads(ranks.read_text())
+    assert sums["processes"] == 2 and sums["weight_checksums"][0] == sums["weight_checksums"][1]
+    return sums

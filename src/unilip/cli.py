@@ -239,6 +239,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from unilip.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, expose=args.expose, device=args.device,
+          concurrency=args.concurrency, queue_size=args.queue_size)
+    return 0
+
+
 def cmd_eval_understanding(args: argparse.Namespace) -> int:
     import json as _json
 
@@ -348,6 +356,40 @@ def cmd_reproduce_generator(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------------------------- parser
+
+
+def _architecture(args: argparse.Namespace):
+    """The architecture a converter reads an official checkpoint as: --preset / --config / overrides, or None
+    (the converter picks the 1b or 2b preset by the width the weights show)."""
+    from unilip.config import UniLIPConfig, load_config
+
+    if args.preset is None and args.config is None and not args.overrides:
+        return None
+    return load_config(UniLIPConfig, args.config, args.overrides, preset=args.preset)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import time
+
+    from unilip.convert import convert_official_generator, convert_official_tokenizer
+
+    convert = convert_official_tokenizer if args.convert_command == "official-tokenizer" else convert_official_generator
+    start = time.perf_counter()
+    out = convert(args.src, args.dst, _architecture(args), overwrite=args.overwrite)
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s; use it as --model {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from unilip.convert import export_internvl, export_official_tokenizer
+
+    if args.export_command == "internvl":
+        out = export_internvl(args.tokenizer, args.mllm, args.dst)
+        print(f"wrote {out}: transformers.InternVLForConditionalGeneration.from_pretrained({str(out)!r}) loads it")
+    else:
+        out = export_official_tokenizer(args.tokenizer, args.dst)
+        print(f"wrote {out} (the official UniLIP tokenizer layout)")
+    return 0
 
 
 def _add_miniworld_config_args(p: argparse.ArgumentParser) -> None:
@@ -503,6 +545,55 @@ def build_parser() -> argparse.ArgumentParser:
     add_mllm_args(q)
     q.set_defaults(func=cmd_ask)
 
+    q = sub.add_parser("serve", help="web demo: reconstruct, ask, generate and edit in a browser", description=(
+        "Serve a web page (Gradio; pip install \"unilip[demo]\") with four tabs: reconstruct an image, ask the MLLM "
+        "about it (original or UniLIP encoder), generate images from a prompt, edit an image by an instruction. The "
+        "models load once, at start. Binds to 127.0.0.1; other addresses need --expose (there is no login)."))
+    q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
+    q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    q.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    q.add_argument("--expose", action="store_true", help="allow a --host reachable from other machines (e.g. 0.0.0.0)")
+    q.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    q.add_argument("--concurrency", type=int, default=1, help="requests that run at once, all tabs together (default 1)")
+    q.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are turned away (default 16)")
+    q.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("convert", help="official UniLIP checkpoints -> our directories", description=(
+        "Convert the published UniLIP weights into our layout, checking every tensor first (nothing is written for a "
+        "mismatched checkpoint). The architecture the weights do not state comes from the 1b preset (D = 896) or the "
+        "2b preset (D = 1536), or from --preset / --config / key=value overrides."))
+    conv = p.add_subparsers(dest="convert_command", metavar="WHAT", required=True)
+    for name, what, src_help, dst_help in (
+            ("official-tokenizer", "an official tokenizer .pth (1b_unilip.pth, 2b_unilip.pth) -> a tokenizer directory",
+             "the official .pth (read with torch.load(weights_only=True) only)", "our tokenizer directory"),
+            ("official-generator", "an official UniLIP-1B / UniLIP-3B directory -> a pipeline directory (mllm/, "
+             "tokenizer/, generator/)", "the official directory (config.json, safetensors, tokenizer files)",
+             "our pipeline directory")):
+        q = conv.add_parser(name, help=what, description=what + ".")
+        q.add_argument("src", type=Path, metavar="SRC", help=src_help)
+        q.add_argument("dst", type=Path, metavar="DST", help=dst_help)
+        q.add_argument("--preset", help="read the weights as this preset's architecture (default: 1b or 2b by width)")
+        q.add_argument("--config", type=Path, help="read the weights as this config's architecture (YAML)")
+        q.add_argument("--overwrite", action="store_true", help="write into a non-empty DST")
+        q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. tokenizer.image_size=448")
+        q.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("export", help="our checkpoints -> InternVL3-hf or the official layout", description=(
+        "Write our checkpoints in other layouts."))
+    exp = p.add_subparsers(dest="export_command", metavar="WHAT", required=True)
+    q = exp.add_parser("internvl", help="an InternVL3-*-hf checkpoint with the UniLIP encoder as its vision tower",
+                       description=("Write an InternVL checkpoint whose vision tower + projector are the UniLIP "
+                                    "encoder's: plain transformers loads it, so VLMEvalKit / lmms-eval can score it."))
+    q.add_argument("--tokenizer", required=True, help="UniLIP tokenizer directory ('mini' = bundled; an official .pth works)")
+    q.add_argument("--mllm", required=True, help="the InternVL MLLM directory or repo id ('mini' = bundled)")
+    q.add_argument("dst", type=Path, metavar="DST", help="output directory")
+    q.set_defaults(func=cmd_export)
+    q = exp.add_parser("official-tokenizer", help="a tokenizer directory -> the official .pth layout",
+                       description="Write a tokenizer in the official UniLIP layout (a flat state dict .pth).")
+    q.add_argument("--tokenizer", required=True, help="UniLIP tokenizer directory ('mini' = bundled)")
+    q.add_argument("dst", type=Path, metavar="DST", help="output .pth file")
+    q.set_defaults(func=cmd_export)
+
     p = sub.add_parser("reproduce", help="reproduce the paper's results in miniature", description=(
         "Reproduce the paper's results on the mini world."))
     repro = p.add_subparsers(dest="reproduce_command", metavar="WHAT", required=True)
@@ -530,6 +621,73 @@ def build_parser() -> argparse.ArgumentParser:
                                       "reused, so two processes can split the work and a last call writes the report")
     q.add_argument("--steps", type=int, help="training steps per variant (default 2000 of 64 images, ~17 min on 2 cores)")
     q.set_defaults(func=cmd_reproduce_generator)
+
+    def cmd_dump(args: argparse.Namespace) -> int:
+        from unilip.eval.dump import chunk_batches, dump_samples, geneval_plan, imgedit_plan, settings_name, wise_plan
+
+        # every input is checked before the model loads and before anything is written
+        if args.dump_command == "geneval":
+            plan = geneval_plan(args.prompts, args.samples)
+        elif args.dump_command == "wise":
+            plan = wise_plan(args.prompts)
+        else:
+            plan = imgedit_plan(args.bench, args.images)
+        chunk_batches(len(plan.items), args.batch_size, args.index, args.n_chunks)
+        settings = dump_samples(_load_pipeline(args.model), plan, args.out, model=args.model, steps=args.steps,
+                                guidance=args.guidance, scheduler=args.scheduler, seed=args.seed,
+                                batch_size=args.batch_size, index=args.index, n_chunks=args.n_chunks)
+        c, s = settings["chunk"], settings["sampling"]
+        print(f"{plan.benchmark} chunk {args.index} of {args.n_chunks}: {c['prompts']} of {c['prompts_total']} prompts "
+              f"({c['drawn']} drawn, {c['skipped_done']} already done; {s['steps']} steps, guidance {s['guidance']}) "
+              f"in {args.out}; settings in {args.out / settings_name(args.index, args.n_chunks)}")
+        return 0
+
+    p = sub.add_parser("dump", help="write the sample folders the official GenEval / WISE / ImgEdit scorers read",
+                       description=("Generate the official benchmarks' images into the folder layout their own "
+                                    "scorers read (GenEval: mmdetection; WISE, ImgEdit: GPT judges), with the settings "
+                                    "and seeds beside them. Split the work over GPUs with --index I --n-chunks K (one "
+                                    "process per GPU, same output folder); a rerun skips finished prompts."))
+    dump_sub = p.add_subparsers(dest="dump_command", metavar="BENCH", required=True)
+
+    def add_dump_args(q: argparse.ArgumentParser, layout: str) -> None:
+        q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
+        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's)")
+        q.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the generator config's; "
+                                                       "official 4.5, ImgEdit with the 2B model 4.0)")
+        q.add_argument("--seed", type=int, default=0, help="base seed: sample k of prompt i has its own fixed seed, "
+                                                           "whatever the chunking")
+        q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
+        q.add_argument("--batch-size", type=int, default=4, help="prompts per pipeline call (default 4); keep it when "
+                                                                 "resuming or adding chunks: it fixes the last bits")
+        q.add_argument("--index", type=int, default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")
+        q.add_argument("--n-chunks", type=int, default=1, help="number of processes sharing the work (default 1)")
+        q.add_argument("-o", "--out", type=Path, required=True, help=f"output folder ({layout})")
+
+    q = dump_sub.add_parser("geneval", help="GenEval: {i:05d}/samples/{k:05d}.png + {i:05d}/metadata.jsonl",
+                            description=("Images for GenEval's prompts, laid out as GenEval's evaluate_images.py reads "
+                                         "them: OUT/{i:05d}/metadata.jsonl (the prompt's line) and "
+                                         "OUT/{i:05d}/samples/{k:05d}.png, i the prompt's position in the file."))
+    q.add_argument("--prompts", type=Path, required=True, help="GenEval's evaluation_metadata.jsonl (one JSON object per line)")
+    q.add_argument("--samples", type=int, default=4, help="images per prompt (default 4, as the official)")
+    add_dump_args(q, "{i:05d}/samples/{k:05d}.png, {i:05d}/metadata.jsonl")
+    q.set_defaults(func=cmd_dump)
+
+    q = dump_sub.add_parser("wise", help="WISE: {prompt_id}.png",
+                            description=("One image per WISE prompt, OUT/{prompt_id}.png, as WISE's gpt_eval.py reads "
+                                         "them, from every *.json in WISE's data folder (fields 'Prompt', 'prompt_id')."))
+    q.add_argument("--prompts", type=Path, required=True, help="WISE's data/ folder (cultural_common_sense.json, ...)")
+    add_dump_args(q, "{prompt_id}.png")
+    q.set_defaults(func=cmd_dump)
+
+    q = dump_sub.add_parser("imgedit", help="ImgEdit single-turn: {key}.png",
+                            description=("One edit per entry of ImgEdit's singleturn.json, OUT/{key}.png, as ImgEdit's "
+                                         "GPT judge reads them; the source of entry key is IMAGES/<entry's 'id'>, "
+                                         "and the instruction its 'prompt'. Missing sources are reported before any "
+                                         "generation."))
+    q.add_argument("--bench", type=Path, required=True, help="ImgEdit's Benchmark/singleturn/singleturn.json")
+    q.add_argument("--images", type=Path, help="folder the entries' 'id' paths are relative to (default: the JSON's folder)")
+    add_dump_args(q, "{key}.png")
+    q.set_defaults(func=cmd_dump)
 
     p = sub.add_parser("eval", help="evaluate a model", description="Evaluate a model.")
     eval_sub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)

@@ -393,10 +393,16 @@ def _save_mllm(directory: Path, internvl, state: dict[str, Tensor], src: Path) -
     check_state_dict(expected, state, f"the MLLM weights in {src}")
     model.load_state_dict(state, strict=True, assign=True)
     _quiet_transformers()
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its config.json says unilip_internvl, which transformers warns about
     try:
         tokenizer = AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError) as err:
         raise UniLIPError(f"cannot read the text tokenizer files in {src}: {err}") from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
