@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The recipe of unilip's embedded default (the weights in src/unilip/assets/mini): every command, in order.
-# On 2 CPU cores (measured): MLLM 7.5 + 38 min, tokenizer 7 + 6.5 + 17 min, generator 84 + 17 min: about 3 hours.
+# On 2 CPU cores (measured): MLLM 7.5 + 38 min, tokenizer 7 + 6.5 + 17 min, generator 84 + 17 + ~25 + 18 min
+# (mini_finetune: 58 min measured on cores shared with another job): about 3.5 hours.
 # Run from the repository root with the package installed.
 set -euo pipefail
 unilip train mllm --config configs/mllm/mini_vision.yaml           # ViT semantics: patch colour/shape/size
@@ -11,5 +12,7 @@ unilip train tokenizer --config configs/tokenizer/mini_stage3.yaml # decoder onl
 unilip latent-scale --tokenizer runs/mini-tokenizer-stage3/final   # -> model.generator.latent_scale in the next config
 unilip train generator --config configs/generator/mini.yaml        # queries + connector + DiT, dual conditions
 unilip train generator --config configs/generator/mini_edit.yaml   # editing-heavy fine-tune (80 % edits)
+unilip train generator --config configs/generator/mini_finetune.yaml   # framed shape-only captions, 60 % edits
+unilip train generator --config configs/generator/mini_finetune2.yaml  # 2,000 more steps, 65 % edits
 python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage3/final \
-    --generator runs/mini-generator-edit/final
+    --generator runs/mini-generator-finetune2/final

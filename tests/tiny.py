@@ -14,25 +14,32 @@ TINY_MODEL = [
 def torchrun_train(what: str, args: list[str], out_dir, log_path, timeout: int = 240) -> dict:
     """``unilip train WHAT ARGS`` under ``torchrun --standalone --nproc_per_node 2`` on the CPU (gloo), one thread per
     rank, offline. Judged on what rank 0 wrote (``OUT/ranks.json``), not on the exit code: torch 2.13's gloo teardown
-    can abort after everything is written (platform_notes §5). A stuck run is killed with its whole process group."""
+    can abort or hang after everything is written (platform_notes §5). A run that wrote its ranks.json and final model
+    but has not exited 20 s later, or any run past ``timeout``, is killed with its whole process group."""
     import json
     import os
     import signal
     import subprocess
     import sys
+    import time
     from pathlib import Path
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "unilip.cli",
            "train", what, *args, f"loop.output_dir={out_dir}"]
+    ranks, final = Path(out_dir) / "ranks.json", Path(out_dir) / "final" / "config.json"  # rank 0's last two writes
     with Path(log_path).open("w") as f:  # a new session, so that a stuck rank can be killed with its launcher
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        deadline, done_at = time.monotonic() + timeout, None
+        while proc.poll() is None and time.monotonic() < deadline:
+            if done_at is None and ranks.is_file() and final.is_file():
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at > 20:  # finished, but a rank hangs in teardown
+                break
+            time.sleep(0.5)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    ranks = Path(out_dir) / "ranks.json"
     assert ranks.is_file(), Path(log_path).read_text()[-3000:]
     sums = json.loads(ranks.read_text())
     assert sums["processes"] == 2 and sums["weight_checksums"][0] == sums["weight_checksums"][1]

@@ -184,6 +184,16 @@ def report_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['geneval']['overall']:.3f} | {r['imgedit']['overall']:.3f} | {r['wise']['overall']:.3f} | "
                      f"{r['wise']['direct']:.3f} | {p['imgedit'].get(name, '-')} | {p['wise'].get(name, '-')} | "
                      f"{p['latent'].get(name, '-')} |")
+    lines += ["", "Editing in detail (means over the five edit types): ok needs the instruction followed *and* everything "
+              "else preserved; with little training the partial measures separate the variants first.", "",
+              "| variant | followed | preserved | right content | PSNR outside the edit (dB) |", "|---|---|---|---|---|"]
+    for name, r in v.items():
+        e = r["imgedit"]
+        mean = {key: sum(e[key].values()) / len(e[key]) for key in ("followed", "preserved", "content", "psnr_outside")
+                if isinstance(e.get(key), dict) and e[key]}
+        lines.append(f"| {name} | " + " | ".join(f"{mean[k]:.3f}" if k in mean else "-"
+                                                  for k in ("followed", "preserved", "content")) +
+                     (f" | {mean['psnr_outside']:.2f} |" if "psnr_outside" in mean else " | - |"))
     lines += ["", "Per category (GenEval) and per edit type (ImgEdit):", ""]
     for name, r in v.items():
         lines.append(f"- **{name}**: GenEval {json.dumps({k: round(x, 3) for k, x in r['geneval']['per_category'].items()})}; "
