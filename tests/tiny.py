@@ -9,6 +9,28 @@ TINY_MODEL = [
     "model.tokenizer.decoder_attention_head_dim=8", "model.generator.connector_layers=1",
     "model.miniworld.image_size=32", "model.miniworld.sizes={small: 0.3, large: 0.45}", "model.miniworld.max_objects=2",
 ]
+# A tiny generator on top of TINY_MODEL: 3 queries, a 1-layer DiT, 2 sampling steps.
+TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1", "model.generator.dit_num_heads=2",
+            "model.generator.dit_cross_heads=2", "model.generator.dit_cross_head_dim=16",
+            "model.generator.caption_channels=24", "model.generator.latent_scale=2.0",
+            "model.generator.num_inference_steps=2"]
+
+
+def save_tiny_components(root):
+    """A random tiny MLLM and UniLIP tokenizer (seed 0) in ``root/mllm`` and ``root/tokenizer``, as a generator stage
+    reads them; returns ``root``."""
+    import torch
+
+    from unilip.mllm.model import MLLM
+    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.tokenizer import UniLIPTokenizer
+    from unilip.train.mllm import load_mllm_config
+
+    torch.manual_seed(0)
+    cfg = load_mllm_config(None, TINY_MODEL).model
+    MLLM.from_config(cfg, build_text_tokenizer(image_seq_length=4)).save_pretrained(root / "mllm")
+    UniLIPTokenizer.from_config(cfg).save_pretrained(root / "tokenizer")
+    return root
 
 
 def torchrun_train(what: str, args: list[str], out_dir, log_path, timeout: int = 240) -> dict:

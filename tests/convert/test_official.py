@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from tiny import TINY_MODEL
+from tiny import TINY_DIT, TINY_MODEL
 
 from unilip.config import UniLIPConfig, get_preset, load_config
 from unilip.convert.official import (
@@ -25,13 +25,11 @@ from unilip.convert.official import (
 from unilip.errors import UniLIPError
 from unilip.hub import check_state_dict
 
-TINY_DIT = ["generator.num_queries=3", "generator.dit_num_layers=1", "generator.dit_num_heads=2",
-            "generator.dit_cross_heads=2", "generator.dit_cross_head_dim=16", "generator.caption_channels=24",
-            "generator.latent_scale=2.0", "generator.num_inference_steps=2", "mllm.vision.attention_bias=true"]
+UNILIP_OVERRIDES = [o.removeprefix("model.") for o in [*TINY_MODEL, *TINY_DIT, "model.mllm.vision.attention_bias=true"]]
 
 
 def _tiny_cfg() -> UniLIPConfig:
-    return load_config(UniLIPConfig, None, [o.removeprefix("model.") for o in TINY_MODEL] + TINY_DIT, preset="mini")
+    return load_config(UniLIPConfig, None, UNILIP_OVERRIDES, preset="mini")
 
 
 def _jitter(module: torch.nn.Module) -> torch.nn.Module:
@@ -339,9 +337,8 @@ def test_cli_convert_and_export(pipe, tmp_path, capsys):
 
     pipe.generator.tokenizer.save_pretrained(tmp_path / "tok")
     pipe.generator.conditioner.mllm.save_pretrained(tmp_path / "mllm")
-    overrides = [o.removeprefix("model.") for o in TINY_MODEL] + TINY_DIT
     assert main(["export", "official-tokenizer", "--tokenizer", str(tmp_path / "tok"), str(tmp_path / "t.pth")]) == 0
-    assert main(["convert", "official-tokenizer", "--preset", "mini", str(tmp_path / "t.pth"), str(tmp_path / "back"), *overrides]) == 0
+    assert main(["convert", "official-tokenizer", "--preset", "mini", str(tmp_path / "t.pth"), str(tmp_path / "back"), *UNILIP_OVERRIDES]) == 0
     assert main(["export", "internvl", "--tokenizer", str(tmp_path / "back"), "--mllm", str(tmp_path / "mllm"),
                  str(tmp_path / "internvl")]) == 0
     assert (tmp_path / "internvl" / "config.json").is_file()

@@ -8,19 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
-from tiny import TINY_MODEL
+from tiny import TINY_DIT, TINY_MODEL, save_tiny_components
 
 from unilip.cli import main
 from unilip.errors import UniLIPError
 from unilip.eval.dump import chunk_batches, dump_samples, geneval_plan, imgedit_plan, wise_plan, write_png
 from unilip.generation.pipeline import UniLIPPipeline
-
-TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1", "model.generator.dit_num_heads=2",
-            "model.generator.dit_cross_heads=2", "model.generator.dit_cross_head_dim=16",
-            "model.generator.caption_channels=24", "model.generator.latent_scale=2.0",
-            "model.generator.num_inference_steps=1"]
 
 GENEVAL_LINES = [
     '{"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"}',
@@ -35,19 +29,12 @@ GENEVAL_LINES = [
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
     """A tiny random UniLIP pipeline saved as `unilip dump --model` reads it (32 px, one sampling step)."""
-    from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
-    from unilip.tokenizer import UniLIPTokenizer
     from unilip.train.generator import GeneratorTask, load_generator_config
-    from unilip.train.mllm import load_mllm_config
 
-    root = tmp_path_factory.mktemp("dump-pipe")
-    torch.manual_seed(0)
-    cfg = load_mllm_config(None, TINY_MODEL).model
-    MLLM.from_config(cfg, build_text_tokenizer(image_seq_length=4)).save_pretrained(root / "mllm")
-    UniLIPTokenizer.from_config(cfg).save_pretrained(root / "tokenizer")
-    gen_cfg = load_generator_config(None, [*TINY_MODEL, *TINY_DIT, f"model.mllm.pretrained={root / 'mllm'}",
-                                           f"tokenizer={root / 'tokenizer'}", f"loop.output_dir={root / 'run'}"])
+    root = save_tiny_components(tmp_path_factory.mktemp("dump-pipe"))
+    gen_cfg = load_generator_config(None, [*TINY_MODEL, *TINY_DIT, "model.generator.num_inference_steps=1",
+                                           f"model.mllm.pretrained={root / 'mllm'}", f"tokenizer={root / 'tokenizer'}",
+                                           f"loop.output_dir={root / 'run'}"])
     UniLIPPipeline(GeneratorTask(gen_cfg).model).save_pretrained(root / "pipe")
     return root / "pipe"
 

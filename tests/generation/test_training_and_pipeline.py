@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import TINY_MODEL, torchrun_train
+from tiny import TINY_DIT, TINY_MODEL, save_tiny_components, torchrun_train
 
 from unilip.errors import ConfigError, UniLIPError
 from unilip.generation.data import GenerationData, GenerationMix
@@ -13,26 +13,11 @@ from unilip.generation.model import UniLIPGenerator
 from unilip.generation.pipeline import UniLIPPipeline
 from unilip.train.generator import GeneratorTask, load_generator_config, train_generator
 
-TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1", "model.generator.dit_num_heads=2",
-            "model.generator.dit_cross_heads=2", "model.generator.dit_cross_head_dim=16",
-            "model.generator.caption_channels=24", "model.generator.latent_scale=2.0",
-            "model.generator.num_inference_steps=2"]
-
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory):
     """A tiny MLLM and tokenizer on disk, as a generator stage reads them."""
-    from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
-    from unilip.tokenizer import UniLIPTokenizer
-    from unilip.train.mllm import load_mllm_config
-
-    root = tmp_path_factory.mktemp("components")
-    torch.manual_seed(0)
-    cfg = load_mllm_config(None, TINY_MODEL).model
-    MLLM.from_config(cfg, build_text_tokenizer(image_seq_length=4)).save_pretrained(root / "mllm")
-    UniLIPTokenizer.from_config(cfg).save_pretrained(root / "tokenizer")
-    return root
+    return save_tiny_components(tmp_path_factory.mktemp("components"))
 
 
 def _cfg_args(components, out, *extra, steps=3):

@@ -103,6 +103,24 @@ def load_official_tokenizer_state(path: str | os.PathLike[str]) -> dict[str, Ten
     return state
 
 
+# Official tokenizer prefix -> ours. The vision tower and mlp1 are also renamed inside (``convert.internvit``).
+_TOKENIZER_PARTS = {"encoder.": "encoder.vision_tower.", "mlp1.": "encoder.multi_modal_projector.",
+                    "down_blocks.": "projection.blocks.", "down_mlp.": "projection.head.", "decoder.": "decoder."}
+
+
+def _by_prefix(state: dict[str, Tensor], prefixes) -> tuple[dict[str, dict[str, Tensor]], list[str]]:
+    """``state`` split by the first of ``prefixes`` each key starts with (prefix removed), and the keys of none."""
+    groups: dict[str, dict[str, Tensor]] = {prefix: {} for prefix in prefixes}
+    unknown = []
+    for key, value in state.items():
+        prefix = next((p for p in prefixes if key.startswith(p)), None)
+        if prefix is None:
+            unknown.append(key)
+        else:
+            groups[prefix][key.removeprefix(prefix)] = value
+    return groups, unknown
+
+
 def official_tokenizer_to_ours(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Official tokenizer keys -> :class:`UniLIPTokenizer` keys (``regressor`` keys, a legacy name, are dropped as
     the official loader drops them).
@@ -110,49 +128,24 @@ def official_tokenizer_to_ours(state: dict[str, Tensor]) -> dict[str, Tensor]:
     Raises:
         UniLIPError: keys of no known part.
     """
-    tower, projector, out, unknown = {}, {}, {}, []
-    for key, value in state.items():
-        if "regressor" in key:
-            continue
-        if key.startswith("encoder."):
-            tower[key.removeprefix("encoder.")] = value
-        elif key.startswith("mlp1."):
-            projector[key.removeprefix("mlp1.")] = value
-        elif key.startswith("down_blocks."):
-            out["projection.blocks." + key.removeprefix("down_blocks.")] = value
-        elif key.startswith("down_mlp."):
-            out["projection.head." + key.removeprefix("down_mlp.")] = value
-        elif key.startswith("decoder."):
-            out[key] = value
-        else:
-            unknown.append(key)
+    groups, unknown = _by_prefix({k: v for k, v in state.items() if "regressor" not in k}, _TOKENIZER_PARTS)
     if unknown:
         raise UniLIPError(f"not an official UniLIP tokenizer: {len(unknown)} keys of no known part "
-                          f"(encoder., mlp1., down_blocks., down_mlp., decoder.), e.g. {', '.join(sorted(unknown)[:5])}")
-    out.update({"encoder.vision_tower." + k: v for k, v in original_to_hf_tower(tower).items()})
-    out.update({"encoder.multi_modal_projector." + k: v for k, v in original_to_hf_projector(projector).items()})
-    return out
+                          f"({', '.join(_TOKENIZER_PARTS)}), e.g. {', '.join(sorted(unknown)[:5])}")
+    groups["encoder."] = original_to_hf_tower(groups["encoder."])
+    groups["mlp1."] = original_to_hf_projector(groups["mlp1."])
+    return {_TOKENIZER_PARTS[prefix] + key: value for prefix, group in groups.items() for key, value in group.items()}
 
 
 def ours_to_official_tokenizer(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """:class:`UniLIPTokenizer` keys -> the official tokenizer keys (the inverse of :func:`official_tokenizer_to_ours`)."""
-    tower, projector, out = {}, {}, {}
-    for key, value in state.items():
-        if key.startswith("encoder.vision_tower."):
-            tower[key.removeprefix("encoder.vision_tower.")] = value
-        elif key.startswith("encoder.multi_modal_projector."):
-            projector[key.removeprefix("encoder.multi_modal_projector.")] = value
-        elif key.startswith("projection.blocks."):
-            out["down_blocks." + key.removeprefix("projection.blocks.")] = value
-        elif key.startswith("projection.head."):
-            out["down_mlp." + key.removeprefix("projection.head.")] = value
-        elif key.startswith("decoder."):
-            out[key] = value
-        else:
-            raise UniLIPError(f"{key}: only InternViT tokenizers have an official layout (encoder.vision_tower.*)")
-    out.update({"encoder." + k: v for k, v in hf_to_original_tower(tower).items()})
-    out.update({"mlp1." + k: v for k, v in hf_to_original_projector(projector).items()})
-    return out
+    official = {ours: theirs for theirs, ours in _TOKENIZER_PARTS.items()}
+    groups, unknown = _by_prefix(state, official)
+    if unknown:
+        raise UniLIPError(f"{unknown[0]}: only InternViT tokenizers have an official layout (encoder.vision_tower.*)")
+    groups["encoder.vision_tower."] = hf_to_original_tower(groups["encoder.vision_tower."])
+    groups["encoder.multi_modal_projector."] = hf_to_original_projector(groups["encoder.multi_modal_projector."])
+    return {official[prefix] + key: value for prefix, group in groups.items() for key, value in group.items()}
 
 
 def _preset_for_width(dim: int, source: str) -> UniLIPConfig:
