@@ -76,3 +76,44 @@ def test_wrong_source_features_are_a_clear_error(mllm):
     c = Conditioner(mllm, num_queries=2)
     with pytest.raises(UniLIPError, match=r"expected \(1, 4, 32\)"):
         c(["remove the square"], torch.randn(1, 3, 32))
+
+
+def _one_pass(c, instructions, features=None):
+    """The reference: one causal LM pass over prompt + queries (what the prefix/extend split must equal)."""
+    from unilip.generation.connector import positions_from_mask
+
+    tok = c.mllm.tokenizer
+    enc = tok(c.prompts(instructions, features is not None), return_tensors="pt", padding=True)
+    embeds = c.language_model.get_input_embeddings()(enc["input_ids"])
+    image = enc["input_ids"] == tok.convert_tokens_to_ids(IMG_CONTEXT)
+    if features is not None:
+        embeds = embeds.masked_scatter(image[..., None], features)
+    embeds = torch.cat([embeds, c.queries.expand(len(instructions), -1, -1)], 1)
+    mask = torch.cat([enc["attention_mask"], torch.ones(len(instructions), c.queries.shape[1], dtype=torch.long)], 1)
+    hidden = c.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions_from_mask(mask)).last_hidden_state
+    image = torch.cat([image, torch.zeros(len(instructions), c.queries.shape[1], dtype=torch.bool)], 1)
+    return (hidden.masked_scatter(image[..., None], features) if features is not None else hidden), mask
+
+
+@pytest.mark.parametrize("edit", [False, True])
+def test_queries_on_a_cached_prefix_equal_one_pass_and_prefixes_restack(mllm, edit):
+    from unilip.generation.conditioner import Prefix
+
+    torch.manual_seed(1)
+    c = Conditioner(mllm, num_queries=3)
+    texts = ["a red circle", "two blue squares above a green triangle", UNCONDITIONAL_GENERATE]
+    features = torch.randn(3, 4, 32) if edit else None
+    with torch.no_grad():
+        ref, ref_mask = _one_pass(c, texts, features)
+    hidden, mask = c(texts, features)
+    assert torch.equal(mask, ref_mask)
+    torch.testing.assert_close(hidden[mask.bool()], ref[ref_mask.bool()], rtol=1e-5, atol=1e-6)
+    # a prefix split into items and restacked in another order gives each item the same conditions
+    prefix = c.prefix(texts, features)
+    items = prefix.split()
+    assert [p.hidden.shape[1] for p in items] == prefix.mask.sum(1).tolist()
+    again, again_mask = c.extend(Prefix.stack([items[2], items[0], items[1]]))
+    for new, old in ((0, 2), (1, 0), (2, 1)):
+        torch.testing.assert_close(again[new][again_mask[new].bool()], hidden[old][mask[old].bool()], rtol=1e-5, atol=1e-6)
+    again[again_mask.bool()].square().mean().backward()
+    assert c.queries.grad.abs().sum() > 0

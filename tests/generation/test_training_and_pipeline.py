@@ -196,3 +196,34 @@ def test_cli_latent_scale_is_one_over_the_latent_std(components, capsys):
     images = torch.from_numpy(np.stack([render(s, world) for s in sample_split(world, "train", 0, 8)])).permute(0, 3, 1, 2) / 255
     expected = measure_latent_scale(UniLIPTokenizer.from_pretrained(components / "tokenizer").eval(), images.float())
     assert printed == pytest.approx(expected, rel=0.02)  # the CLI renders at 64 px and resizes to the tokenizer's 32
+
+
+def test_the_frozen_pool_serves_what_the_renderer_would_and_resumes_exactly(components, tmp_path):
+    from unilip.train.frozen_pool import FrozenPool
+
+    task = GeneratorTask(_cfg(components, tmp_path / "x"))
+    model, data = task.model, task.data
+    pool = FrozenPool(model, data, 12, chunk=4, progress=False)  # the last chunk mixes edits and captions
+    assert sorted(pool.index(p) for p in range(12)) == list(range(12))  # each epoch: a permutation of the pool
+    assert [pool.index(p) for p in range(12, 24)] != [pool.index(p) for p in range(12)]
+    # item i of the pool: the latent and the conditions the render-every-step path computes for stream position i
+    for i in (0, 9, 10, 11):  # edits and captions (mix.edit=0.5: positions 0-9 of each 20 are edits)
+        item, raw = {"latent": pool.latents[i], "prefix": pool.prefixes[i]}, data.make(i)
+        torch.testing.assert_close(item["latent"], model.latents(raw["image"][None])[0])
+        sources = None if raw["source"] is None else raw["source"][None]
+        expected, mask = model.conditions_of(model.prefix([raw["prompt"]], sources))
+        got, got_mask = model.conditions_of(FrozenPool.collate([item])["prefix"])
+        assert torch.equal(got_mask, mask)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    prompts = [data.make(p)["prompt"] for p in range(10, 20)]  # captions: one prefix per distinct text
+    assert len({id(pool.prefixes[p]) for p in range(10, 12)}) == len(set(prompts[:2]))
+    # a pooled run resumes to the same weights as the uninterrupted one
+    full = train_generator(_cfg(components, tmp_path / "full", "pool=12", steps=4))
+    train_generator(_cfg(components, tmp_path / "cut", "pool=12", "loop.save_every=2", steps=2))
+    train_generator(_cfg(components, tmp_path / "cut", "pool=12", "loop.save_every=2", steps=4), resume=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(full / "final" / "model.safetensors")), load_file(str(tmp_path / "cut" / "final" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="pool"):
+        _cfg(components, tmp_path / "y", "pool=-1")

@@ -20,7 +20,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unilip.config import UniLIPConfig
@@ -29,6 +28,7 @@ from unilip.generation.conditioner import (
     UNCONDITIONAL_EDIT,
     UNCONDITIONAL_GENERATE,
     Conditioner,
+    Prefix,
 )
 from unilip.generation.connector import Connector
 from unilip.generation.dit import build_dit
@@ -67,6 +67,10 @@ class UniLIPGenerator(nn.Module):
         return self
 
     @property
+    def device(self) -> torch.device:
+        return self.conditioner.queries.device
+
+    @property
     def latent_scale(self) -> float:
         return self.cfg.generator.latent_scale
 
@@ -89,7 +93,12 @@ class UniLIPGenerator(nn.Module):
         return None if source_images is None else self.tokenizer.features(source_images)
 
     def _conditions(self, instructions: list[str], features: Tensor | None) -> tuple[Tensor, Tensor]:
-        hidden, mask = self.conditioner(instructions, features)
+        return self.conditions_of(self.conditioner.prefix(instructions, features))
+
+    def conditions_of(self, prefix: Prefix) -> tuple[Tensor, Tensor]:
+        """Conditions and mask from the frozen MLLM's pass over the prompts (:class:`Prefix`): the queries run on its
+        cache, then the connector; ``condition_mode`` masks what an ablation drops."""
+        hidden, mask = self.conditioner.extend(prefix)
         n = self.cfg.generator.num_queries
         if self.condition_mode == "queries":
             mask = torch.cat([torch.zeros_like(mask[:, :-n]), mask[:, -n:]], 1)
@@ -97,29 +106,31 @@ class UniLIPGenerator(nn.Module):
             mask = torch.cat([mask[:, :-n], torch.zeros_like(mask[:, -n:])], 1)
         return self.connector(hidden, mask), mask
 
-    def mixed_conditions(self, instructions: list[str], source_images: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Conditions for a batch whose *last* ``len(source_images)`` items are edits and the rest prompts; the two
-        groups go through the MLLM separately and are right-padded to one length (the mask hides the padding)."""
+    @torch.no_grad()
+    def prefix(self, instructions: list[str], source_images: Tensor | None = None) -> Prefix:
+        """The frozen part of a batch's conditions: its *last* ``len(source_images)`` items are edits and the rest
+        prompts; the two groups go through the MLLM separately and are stacked into one left-padded prefix."""
         k = 0 if source_images is None else source_images.shape[0]
-        parts = []
-        if k < len(instructions):
-            parts.append(self.conditions(instructions[: len(instructions) - k]))
-        if k:
-            parts.append(self.conditions(instructions[len(instructions) - k:], source_images))
-        length = max(c.shape[1] for c, _ in parts)
-        return (torch.cat([F.pad(c, (0, 0, 0, length - c.shape[1])) for c, _ in parts]),
-                torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in parts]))
+        if k == 0 or k == len(instructions):
+            return self.conditioner.prefix(instructions, self._source_features(source_images))
+        generate = self.conditioner.prefix(instructions[: len(instructions) - k])
+        edit = self.conditioner.prefix(instructions[len(instructions) - k:], self._source_features(source_images))
+        return Prefix.stack(generate.split() + edit.split())
+
+    def loss_on(self, latents: Tensor, prefix: Prefix, generator: torch.Generator | None = None) -> Tensor:
+        """Flow matching on scaled latents (:meth:`latents`) given their prompts' prefixes (:meth:`prefix`)."""
+        conditions, mask = self.conditions_of(prefix)
+        return flow_matching_loss(self.dit, latents, conditions, mask, generator)
 
     def loss(self, images: Tensor, instructions: list[str], source_images: Tensor | None = None,
              generator: torch.Generator | None = None) -> Tensor:
         """Flow matching on the latents of ``images`` given the prompts; the last ``len(source_images)`` items are
         edits of those sources (all of them when the counts match)."""
-        conditions, mask = self.mixed_conditions(instructions, source_images)
-        return flow_matching_loss(self.dit, self.latents(images), conditions, mask, generator)
+        return self.loss_on(self.latents(images), self.prefix(instructions, source_images), generator)
 
-    def forward(self, images: Tensor, instructions: list[str], source_images: Tensor | None = None) -> Tensor:
-        """The training loss (:meth:`loss`): the loop calls the module, so DDP can synchronise the gradients."""
-        return self.loss(images, instructions, source_images)
+    def forward(self, latents: Tensor, prefix: Prefix) -> Tensor:
+        """The training loss (:meth:`loss_on`): the loop calls the module, so DDP can synchronise the gradients."""
+        return self.loss_on(latents, prefix)
 
     # ------------------------------------------------------------------------------------------- saving, loading
 

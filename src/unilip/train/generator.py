@@ -66,8 +66,15 @@ class GeneratorTrainConfig:
     stage: GeneratorStageConfig = field(default_factory=GeneratorStageConfig)
     mix: GenerationMix = field(default_factory=GenerationMix)
     eval_prompts: int = 48  # mini GenEval prompts (1 sample each) scored at every report: the learning curve
+    # > 0: the first `pool` items of the stream are rendered once, with their target latents and MLLM prefixes
+    # (train.frozen_pool), and training cycles through them; 0: render and run the frozen parts every step
+    pool: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def validate(self) -> None:
+        if self.pool < 0:
+            raise ConfigError(f"pool: must be >= 0 (got {self.pool}); 0 renders every step")
 
 
 def load_generator_config(path: str | Path | None, overrides: list[str] = ()) -> GeneratorTrainConfig:
@@ -123,12 +130,20 @@ class GeneratorTask(TrainTask):
                 self._group(name).eval()
 
     def batches(self, start_step: int, rank: int, world_size: int) -> Iterator:
+        if self.cfg.pool:  # every process builds the same pool (it is a pure function of the config)
+            from unilip.train.frozen_pool import FrozenPool
+
+            pool = FrozenPool(self.model, self.data, self.cfg.pool, progress=rank == 0)
+            return position_batches(pool.item, pool.collate, self.cfg.loop.batch_size, start_step, rank, world_size)
         return position_batches(self.data.make, self.data.collate, self.cfg.loop.batch_size, start_step, rank, world_size)
 
     def step(self, model: nn.Module, batch, step: int) -> StepOutput:
-        device = self.model.conditioner.queries.device
-        sources = batch["sources"].to(device) if batch["sources"] is not None else None
-        loss = model(batch["images"].to(device), batch["prompts"], sources)
+        device = self.model.device
+        if "prefix" not in batch:  # rendered this step: the frozen tokenizer and MLLM run now
+            sources = batch["sources"].to(device) if batch["sources"] is not None else None
+            batch = {"latents": self.model.latents(batch["images"].to(device)),
+                     "prefix": self.model.prefix(batch["prompts"], sources)}
+        loss = model(batch["latents"].to(device), batch["prefix"].to(device))
         return StepOutput(loss, {"loss_flow": float(loss.detach())})
 
     def report(self, model: nn.Module, step: int, out_dir: Path) -> None:
