@@ -12,7 +12,7 @@ One run, one machine, the bundled mini MLLM and tokenizer, ``configs/generator/m
 Each variant reports ms per section, images/s and its ratio to ``before``; the FLOPs of a step (forward + backward,
 ``torch.utils.flop_counter``) over its time give the FLOP/s, set against the fp32 matmul peak measured here too.
 
-    python benchmarks/generator_train_profile.py [--steps 8] [--pool 2048] [--json out.json]
+    python benchmarks/generator_train_profile.py [--steps 8] [--pool 2048] [--compile] [--json out.json]
 """
 
 from __future__ import annotations
@@ -144,6 +144,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--pool", type=int, default=2048, help="items in the frozen pool of the pooled variants")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the batch-256 pool variant with the connector and DiT under torch.compile "
+                             "(inductor, dynamic shapes; two warm-up steps do not cover all the compilation: see the "
+                             "compile time reported)")
     args = parser.parse_args()
     from unilip.train.frozen_pool import FrozenPool
     from unilip.train.generator import GeneratorTask, load_generator_config
@@ -157,6 +161,16 @@ def main() -> None:
     build_ms_per_item = (time.perf_counter() - t0) * 1000 / args.pool
     for batch, fused in ((64, False), (64, True), (256, True)):
         results.append(run_variant(task, "pool", args.steps, batch, fused, pool))
+    if args.compile:
+        task.model.dit.compile(dynamic=True)
+        task.model.connector.compile(dynamic=True)
+        t0 = time.perf_counter()
+        run_variant(task, "pool", 2, 256, True, pool)  # compile, and recompile once for the dynamic shapes
+        compile_s = time.perf_counter() - t0
+        r = run_variant(task, "pool + compile", args.steps, 256, True, pool)
+        r["train_gflop_per_step"], r["compile_s"] = results[-1]["train_gflop_per_step"], compile_s  # eager's count
+        results.append(r)
+        print(f"torch.compile: {compile_s:.0f} s to compile (4 steps included)")
     base = results[0]["images_per_s"]
     print(f"fp32 matmul peak: {peak:.0f} GFLOP/s; pool build: {build_ms_per_item:.2f} ms per item "
           f"({pool.nbytes / args.pool / 1024:.1f} KiB per item)\n")
