@@ -86,3 +86,20 @@ def test_generate_and_edit_honour_their_arguments(parts):
     assert edits.shape == (1, 3, 32, 32)
     with pytest.raises(UniLIPError, match="2 source images for 1 prompts"):
         gen.generate(["remove the square"], _images(2), steps=1)
+
+
+@pytest.mark.parametrize("mode", ["dual", "queries", "hidden"])
+def test_conditions_in_length_trimmed_chunks_equal_one_pass(parts, mode):
+    """Chunked conditions (each chunk trimmed to its longest prompt, padded back) are the one-pass conditions."""
+    torch.manual_seed(0)
+    gen = UniLIPGenerator(*parts, condition_mode=mode)
+    prompts = ["a red circle", "two blue squares and a small green triangle to the left of a cross", "a cross",
+               "an image of three small yellow circles", "a square"]
+    with torch.no_grad():
+        prefix = gen.prefix(prompts)
+        whole, whole_mask = gen.conditions_of(prefix, chunk=len(prompts))
+        chunked, chunked_mask = gen.conditions_of(prefix, chunk=2)
+        short = prefix.narrow(2, 1)
+    assert short.hidden.shape[1] < prefix.hidden.shape[1] and short.mask.all()  # "a cross" alone: no padding left
+    assert torch.equal(whole_mask, chunked_mask)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)

@@ -1,6 +1,7 @@
 """Generator training (groups, data, exact resume, reports), saving and loading, the pipeline and its CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,14 @@ def test_data_mixes_captions_edits_knowledge_and_dropout():
     batch = data.collate(items[:20])
     assert batch["images"].shape == (20, 3, 64, 64) and batch["sources"].shape == (6, 3, 64, 64)
     assert all(p in [it["prompt"] for it in edits] for p in batch["prompts"][-6:])  # edits go last
+    relation_form = r"an? \w+ \w+ (to the left of|to the right of|above|below) an? \w+ \w+"
+
+    def relational(share):
+        mix = GenerationMix(edit=0.0, loose=0.0, knowledge=0.0, cfg_dropout=0.0, relation=share)
+        related = GenerationData(get_preset("mini").miniworld, mix)
+        return sum(bool(re.fullmatch(relation_form, related.make(p)["prompt"])) for p in range(100))
+
+    assert relational(0.0) < 15 and relational(1.0) > 40  # the share restates most multi-object scenes
 
 
 def test_stage_trains_only_its_groups(components, tmp_path):

@@ -75,6 +75,14 @@ class Prefix:
                       tuple(cat([p.keys[j] for p in items], 2) for j in layers),
                       tuple(cat([p.values[j] for p in items], 2) for j in layers))
 
+    def narrow(self, start: int, length: int) -> Prefix:
+        """Items ``start .. start + length - 1``, their left padding trimmed to the longest of them (views, no copy)."""
+        mask = self.mask[start : start + length]
+        cut = slice(self.hidden.shape[1] - int(mask.sum(1).max()), None)
+        return Prefix(self.hidden[start : start + length, cut], mask[:, cut],
+                      tuple(k[start : start + length, :, cut] for k in self.keys),
+                      tuple(v[start : start + length, :, cut] for v in self.values))
+
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.hidden, self.mask, *self.keys, *self.values))
 

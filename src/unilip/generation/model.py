@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
@@ -36,6 +37,7 @@ from unilip.generation.flow import flow_matching_loss
 from unilip.generation.sampling import sample_latents
 
 CONDITION_MODES = ("dual", "queries", "hidden")
+CONDITION_CHUNK = 64  # items per connector pass in training (see conditions_of): big enough for full-speed matmuls
 TRAINED_PARTS = ("conditioner", "connector", "dit")  # conditioner.queries only: the MLLM inside stays frozen
 GENERATOR_FORMAT = "unilip-generator"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -95,9 +97,22 @@ class UniLIPGenerator(nn.Module):
     def _conditions(self, instructions: list[str], features: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.conditions_of(self.conditioner.prefix(instructions, features))
 
-    def conditions_of(self, prefix: Prefix) -> tuple[Tensor, Tensor]:
+    def conditions_of(self, prefix: Prefix, chunk: int = CONDITION_CHUNK) -> tuple[Tensor, Tensor]:
         """Conditions and mask from the frozen MLLM's pass over the prompts (:class:`Prefix`): the queries run on its
-        cache, then the connector; ``condition_mode`` masks what an ablation drops."""
+        cache, then the connector; ``condition_mode`` masks what an ablation drops.
+
+        A batch longer than ``chunk`` runs in consecutive chunks, each trimmed to its own longest prompt, and the
+        conditions are left-padded back to one length: the same conditions (padding is masked everywhere), fewer
+        FLOPs where lengths vary, most when the batch is sorted by length (:class:`~unilip.train.frozen_pool.FrozenPool`
+        sorts its batches)."""
+        if len(prefix) <= chunk:
+            return self._chunk_conditions(prefix)
+        parts = [self._chunk_conditions(prefix.narrow(i, chunk)) for i in range(0, len(prefix), chunk)]
+        length = max(c.shape[1] for c, _ in parts)
+        return (torch.cat([F.pad(c, (0, 0, length - c.shape[1], 0)) for c, _ in parts]),
+                torch.cat([F.pad(m, (length - m.shape[1], 0)) for _, m in parts]))
+
+    def _chunk_conditions(self, prefix: Prefix) -> tuple[Tensor, Tensor]:
         hidden, mask = self.conditioner.extend(prefix)
         n = self.cfg.generator.num_queries
         if self.condition_mode == "queries":

@@ -73,5 +73,7 @@ class FrozenPool:
 
     @staticmethod
     def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Sorted by prefix length (the loss is a mean over items), so the model's condition chunks pad little."""
+        items = sorted(items, key=lambda it: it["prefix"].hidden.shape[1])
         return {"latents": torch.stack([it["latent"] for it in items]),
                 "prefix": Prefix.stack([it["prefix"] for it in items])}

@@ -39,6 +39,26 @@ def test_relation_captions_are_true():
     assert seen > 20
 
 
+def test_relation_captions_of_any_scene_are_true_or_none():
+    from unilip.data.miniworld.language import relation_caption
+
+    pattern = re.compile(r"an? (\w+) (\w+) (to the left of|to the right of|above|below) an? (\w+) (\w+)")
+    phrases = {"to the left of": "left", "to the right of": "right", "above": "above", "below": "below"}
+    stated = 0
+    for r in make_records("captions", CFG, "train", 0, 300):
+        text = relation_caption(r["scene"], np.random.default_rng(0))
+        if len(r["scene"].objects) == 1:
+            assert text is None
+        if text is None:
+            continue
+        stated += 1
+        c1, s1, phrase, c2, s2 = pattern.fullmatch(text).groups()
+        assert (c1, s1) != (c2, s2)
+        assert any(relation(a, b) == phrases[phrase] for a in r["scene"].objects for b in r["scene"].objects
+                   if (a.color, a.shape) == (c1, s1) and (b.color, b.shape) == (c2, s2))
+    assert stated > 100
+
+
 def test_relation_and_referring_expressions():
     a, b = SceneObject("circle", "red", "small", 0.2, 0.5), SceneObject("square", "blue", "small", 0.8, 0.55)
     assert relation(a, b) == "left" and relation(b, a) == "right"

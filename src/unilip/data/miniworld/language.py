@@ -97,6 +97,18 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     return framed(body, rng)
 
 
+def relation_caption(scene: Scene, rng: np.random.Generator) -> str | None:
+    """'a red circle to the left of a blue square' for two objects of the scene that a relation fits (chosen by
+    ``rng``), or None when no two objects differ in colour or shape with one axis clearly dominating."""
+    objs = scene.objects
+    pairs = [(a, b) for a in objs for b in objs if a is not b and relation(a, b) is not None
+             and describe(a, ("color", "shape")) != describe(b, ("color", "shape"))]
+    if not pairs:
+        return None
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    return f"{article(describe(a, ('color', 'shape')))} {RELATION_PHRASES[relation(a, b)]} {article(describe(b, ('color', 'shape')))}"
+
+
 def framed(body: str, rng: np.random.Generator) -> str:
     """``body`` as is, or as "a picture of ...", "an image of ...", "there is/are ...", chosen by ``rng``."""
     frames = ["{}", "a picture of {}", "an image of {}", "there {} {}"]
