@@ -22,11 +22,12 @@ import json
 import numpy as np
 import torch
 
-RELATIONS = {"to the left of": ("left", 0), "to the right of": ("left", 1), "above": ("top", 0), "below": ("top", 1)}
 
 
 def prompts_and_labels(cfg, n: int, seed: int) -> tuple[list[str], dict[str, list[int]]]:
     """Two-object prompts over the training colour-shape pairs, with the probe targets (-1 = not defined)."""
+    from unilip.data.miniworld.language import RELATION_PHRASES, article
+
     rng = np.random.default_rng(seed)
     held = cfg.heldout_set()
     pairs = [(c, s) for c in cfg.colors for s in cfg.shapes if (c, s) not in held]
@@ -35,17 +36,16 @@ def prompts_and_labels(cfg, n: int, seed: int) -> tuple[list[str], dict[str, lis
         (c1, s1), (c2, s2) = (pairs[i] for i in rng.choice(len(pairs), 2, replace=False))
         if s1 == s2:  # a colour per shape must be well defined
             continue
-        phrase = rng.choice([*RELATIONS, "and"])
-        texts.append(f"{'an' if c1[0] in 'aeiou' else 'a'} {c1} {s1} {phrase} {'an' if c2[0] in 'aeiou' else 'a'} {c2} {s2}")
+        rel = rng.choice([*RELATION_PHRASES, "and"])
+        texts.append(f"{article(f'{c1} {s1}')} {RELATION_PHRASES.get(rel, rel)} {article(f'{c2} {s2}')}")
         for s in cfg.shapes:
             colour = c1 if s == s1 else c2 if s == s2 else None
             labels[f"colour of {s}"].append(len(cfg.colors) if colour is None else cfg.colors.index(colour))
-        if phrase == "and":
+        if rel == "and":
             labels["left/top shape"].append(-1)
             labels["left/top colour"].append(-1)
         else:
-            first = RELATIONS[phrase][1] == 0  # "X to the left of Y", "X above Y": X is the left / top one
-            shape, colour = (s1, c1) if first else (s2, c2)
+            shape, colour = (s1, c1) if rel in ("left", "above") else (s2, c2)  # "X left of / above Y": X
             labels["left/top shape"].append(cfg.shapes.index(shape))
             labels["left/top colour"].append(cfg.colors.index(colour))
     return texts, labels

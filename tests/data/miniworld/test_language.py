@@ -40,10 +40,10 @@ def test_relation_captions_are_true():
 
 
 def test_relation_captions_of_any_scene_are_true_or_none():
-    from unilip.data.miniworld.language import relation_caption
+    from unilip.data.miniworld.language import RELATION_PHRASES, relation_caption
 
     pattern = re.compile(r"an? (\w+) (\w+) (to the left of|to the right of|above|below) an? (\w+) (\w+)")
-    phrases = {"to the left of": "left", "to the right of": "right", "above": "above", "below": "below"}
+    phrases = {phrase: rel for rel, phrase in RELATION_PHRASES.items()}
     stated = 0
     for r in make_records("captions", CFG, "train", 0, 300):
         text = relation_caption(r["scene"], np.random.default_rng(0))

@@ -52,6 +52,11 @@ def relation(a: SceneObject, b: SceneObject) -> str | None:
     return None
 
 
+def relation_sentence(a: SceneObject, b: SceneObject) -> str:
+    """'a red circle to the left of a blue square': where ``a`` is relative to ``b`` (a relation must fit)."""
+    return f"{article(describe(a, ('color', 'shape')))} {RELATION_PHRASES[relation(a, b)]} {article(describe(b, ('color', 'shape')))}"
+
+
 def describe(obj: SceneObject, attrs: tuple[str, ...]) -> str:
     """The object named by some of its attributes, in English order: size, colour, shape."""
     return " ".join(getattr(obj, a) for a in ("size", "color", "shape") if a in attrs)
@@ -86,7 +91,7 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     style = styles[int(rng.integers(len(styles)))]
     if style == "relation":
         a, b = (objs[0], objs[1]) if rng.random() < 0.5 else (objs[1], objs[0])
-        return f"{article(describe(a, ('color', 'shape')))} {RELATION_PHRASES[relation(a, b)]} {article(describe(b, ('color', 'shape')))}"
+        return relation_sentence(a, b)
     order = list(objs)
     if rng.random() < 0.5:  # left to right, or the sampler's order
         order.sort(key=lambda o: o.x)
@@ -105,8 +110,7 @@ def relation_caption(scene: Scene, rng: np.random.Generator) -> str | None:
              and describe(a, ("color", "shape")) != describe(b, ("color", "shape"))]
     if not pairs:
         return None
-    a, b = pairs[int(rng.integers(len(pairs)))]
-    return f"{article(describe(a, ('color', 'shape')))} {RELATION_PHRASES[relation(a, b)]} {article(describe(b, ('color', 'shape')))}"
+    return relation_sentence(*pairs[int(rng.integers(len(pairs)))])
 
 
 def framed(body: str, rng: np.random.Generator) -> str:
