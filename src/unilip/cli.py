@@ -349,7 +349,7 @@ def cmd_reproduce_generator(args: argparse.Namespace) -> int:
 
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     results = reproduce_generator(args.out, mllm=args.mllm, tokenizer=args.tokenizer, quick=args.quick, variants=variants,
-                                  steps=args.steps)
+                                  steps=args.steps, batch_size=args.batch_size, pool=args.pool, edit=args.edit_share)
     print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'report.html'} "
           f"({results['seconds'] / 60:.1f} min)")
     return 0
@@ -620,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--variants", help="comma-separated subset (dual,queries,hidden,vae_latent); finished variants are "
                                       "reused, so two processes can split the work and a last call writes the report")
     q.add_argument("--steps", type=int, help="training steps per variant (default 2000 of 64 images, ~17 min on 2 cores)")
+    q.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    q.add_argument("--pool", type=int, help="train on a frozen pool of N items (default 0: render every step)")
+    q.add_argument("--edit-share", type=float, help="share of edit triplets in the training mix (default 0.3)")
     q.set_defaults(func=cmd_reproduce_generator)
 
     def cmd_dump(args: argparse.Namespace) -> int:

@@ -21,3 +21,17 @@ def test_quick_generator_reproduction_writes_the_report(tmp_path):
     assert "QUICK" in report and "3.81" in report and "vae_latent" in report
     assert (tmp_path / "eval" / "dual" / "imgedit-mini.html").is_file()
     assert main(["reproduce", "generator", "-o", str(tmp_path), "--quick", "--variants", "both"]) == 2
+
+
+def test_the_budget_options_reach_every_variant_and_the_report(tmp_path):
+    """--batch-size / --pool / --edit-share: the shared budget, on the frozen pool (VAE latent included)."""
+    import yaml
+
+    args = ["reproduce", "generator", "-o", str(tmp_path), "--quick", "--variants", "vae_latent",
+            "--batch-size", "4", "--pool", "12", "--edit-share", "0.5"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {k: results["settings"][k] for k in ("batch_size", "pool", "edit")} == {"batch_size": 4, "pool": 12, "edit": 0.5}
+    cfg = yaml.safe_load((tmp_path / "runs" / "vae_latent" / "config.yaml").read_text())
+    assert cfg["pool"] == 12 and cfg["mix"]["edit"] == 0.5 and cfg["loop"]["batch_size"] == 4
+    assert cfg["autoencoder"]

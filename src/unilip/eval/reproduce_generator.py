@@ -44,6 +44,8 @@ VARIANTS = {"dual": [], "queries": ["stage.condition_mode=queries"], "hidden": [
 class GeneratorReproduceSettings:
     steps: int = 2000  # per variant, batch 64: ~17 min on 2 cores (the issue's budget: <= 20 min each)
     batch_size: int = 64
+    pool: int = 0  # > 0: train on a frozen pool of this many items (train.frozen_pool), each step skips the frozen parts
+    edit: float = 0.3  # the share of edit triplets in the training mix (mix.edit)
     vae_steps: int = 1500  # the VAE baseline's autoencoder (before its generator's budget)
     geneval_samples: int = 1
     imgedit_edits: int = 200
@@ -88,13 +90,15 @@ def _latent_scale(autoencoder, world, n: int = 512) -> float:
 
 
 def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "mini", quick: bool = False,
-                        variants: list[str] | None = None, steps: int | None = None) -> dict[str, Any]:
+                        variants: list[str] | None = None, steps: int | None = None, batch_size: int | None = None,
+                        pool: int | None = None, edit: float | None = None) -> dict[str, Any]:
     """Train and score the variants (default: all four); write results.json + report.md + report.html under ``out``.
 
     A variant whose ``eval/<name>/result.json`` exists is not redone, so an interrupted run continues, and two
     processes can split the variants (``variants=[...]``; one thread each is faster on a small CPU than one process
     with two) before a last call without ``variants`` writes the whole report. ``steps``: the per-variant training
-    budget (default 2000 steps of 64; the variants always share it).
+    budget (default 2000 steps of 64; the variants always share it); ``batch_size``, ``pool`` (a frozen pool of that
+    many items: the same images in fewer seconds) and ``edit`` (the share of edits) likewise.
     """
     from unilip.eval.geneval_mini import evaluate_geneval
     from unilip.eval.imgedit_mini import evaluate_imgedit
@@ -113,8 +117,9 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     out = Path(out)
     runs = out / "runs"
     s = GeneratorReproduceSettings.quick() if quick else GeneratorReproduceSettings()
-    if steps is not None:
-        s.steps = steps
+    for key, value in (("steps", steps), ("batch_size", batch_size), ("pool", pool), ("edit", edit)):
+        if value is not None:
+            setattr(s, key, value)
     tok_dir = resolve_model(tokenizer, "tokenizer")
     world = load_generator_config(None, []).model.miniworld
     unilip_scale = _latent_scale(UniLIPTokenizer.from_pretrained(tok_dir).float(), world)
@@ -122,7 +127,7 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     base = [f"model.mllm.pretrained={resolve_model(mllm, 'mllm')}", f"tokenizer={tok_dir}",
             "stage.trainable={queries: 1.0, connector: 1.0, projector: 1.0, dit: 1.0}", "optim.lr=6e-4",
             "optim.weight_decay=0.01", "optim.min_lr_ratio=0.1", "loop.ema_decay=0.999",
-            f"loop.max_steps={s.steps}", f"loop.batch_size={s.batch_size}", f"loop.save_every={max(1, s.steps // 4)}",
+            f"loop.max_steps={s.steps}", f"loop.batch_size={s.batch_size}", f"pool={s.pool}", f"mix.edit={s.edit}", f"loop.save_every={max(1, s.steps // 4)}",
             "loop.report_every=0", "loop.progress=false", f"optim.warmup_steps={min(300, s.steps // 5 + 1)}"]
     results: dict[str, Any] = {"settings": asdict(s), "quick": quick, "paper": PAPER, "variants": {},
                                "latent_scale": {"unilip": unilip_scale}}
