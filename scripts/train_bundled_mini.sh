@@ -2,7 +2,7 @@
 # The recipe of unilip's embedded default (the weights in src/unilip/assets/mini): every command, in order.
 # On 2 CPU cores (measured): MLLM 7.5 + 38 min, tokenizer 7 + 6.5 + 17 min, generator 84 + 17 + ~25 + 18 min
 # (mini_finetune: 58 min measured on cores shared with another job) + 50 min (mini_relation, 4 min of it the
-# frozen pool): about 4.3 hours.
+# frozen pool) + 100 min (mini_relation2, cores shared with another job; ~60 min alone): about 6 hours.
 # Run from the repository root with the package installed.
 set -euo pipefail
 unilip train mllm --config configs/mllm/mini_vision.yaml           # ViT semantics: patch colour/shape/size
@@ -16,5 +16,6 @@ unilip train generator --config configs/generator/mini_edit.yaml   # editing-hea
 unilip train generator --config configs/generator/mini_finetune.yaml   # framed shape-only captions, 60 % edits
 unilip train generator --config configs/generator/mini_finetune2.yaml  # 2,000 more steps, 65 % edits
 unilip train generator --config configs/generator/mini_relation.yaml   # frozen pool, batch 256, relation captions
+unilip train generator --config configs/generator/mini_relation2.yaml  # 2,400 more steps, pool 90,000, relation 0.3
 python -m unilip.bundle --mllm runs/mini-mllm-instruct/final --tokenizer runs/mini-tokenizer-stage3/final \
-    --generator runs/mini-generator-relation/final
+    --generator runs/mini-generator-relation2/final
