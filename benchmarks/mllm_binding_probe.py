@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 
-
 def prompts_and_labels(cfg, n: int, seed: int) -> tuple[list[str], dict[str, list[int]]]:
     """Two-object prompts over the training colour-shape pairs, with the probe targets (-1 = not defined)."""
     from unilip.data.miniworld.language import RELATION_PHRASES, article

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from unilip.errors import UniLIPError
+from unilip.generation.data import GenerationMix
 
 logger = logging.getLogger("unilip.reproduce")
 
@@ -45,7 +46,7 @@ class GeneratorReproduceSettings:
     steps: int = 2000  # per variant, batch 64: ~17 min on 2 cores (the issue's budget: <= 20 min each)
     batch_size: int = 64
     pool: int = 0  # > 0: train on a frozen pool of this many items (train.frozen_pool), each step skips the frozen parts
-    edit: float = 0.3  # the share of edit triplets in the training mix (mix.edit)
+    edit: float = GenerationMix.edit  # the share of edit triplets in the training mix (mix.edit, its default)
     vae_steps: int = 1500  # the VAE baseline's autoencoder (before its generator's budget)
     geneval_samples: int = 1
     imgedit_edits: int = 200
@@ -127,7 +128,8 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     base = [f"model.mllm.pretrained={resolve_model(mllm, 'mllm')}", f"tokenizer={tok_dir}",
             "stage.trainable={queries: 1.0, connector: 1.0, projector: 1.0, dit: 1.0}", "optim.lr=6e-4",
             "optim.weight_decay=0.01", "optim.min_lr_ratio=0.1", "loop.ema_decay=0.999",
-            f"loop.max_steps={s.steps}", f"loop.batch_size={s.batch_size}", f"pool={s.pool}", f"mix.edit={s.edit}", f"loop.save_every={max(1, s.steps // 4)}",
+            f"loop.max_steps={s.steps}", f"loop.batch_size={s.batch_size}", f"loop.save_every={max(1, s.steps // 4)}",
+            f"pool={s.pool}", f"mix.edit={s.edit}",
             "loop.report_every=0", "loop.progress=false", f"optim.warmup_steps={min(300, s.steps // 5 + 1)}"]
     results: dict[str, Any] = {"settings": asdict(s), "quick": quick, "paper": PAPER, "variants": {},
                                "latent_scale": {"unilip": unilip_scale}}
