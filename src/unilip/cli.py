@@ -19,6 +19,61 @@ from unilip.errors import UniLIPError
 logger = logging.getLogger("unilip")
 
 
+# ---------------------------------------------------------------------------------------------- argument checking
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one ``unilip: error:`` line for a bad argument (and the subcommand's --help to read)."""
+
+    def error(self, message: str):
+        self.exit(2, f"unilip: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _int(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi] (checks.check_int), refused with the range otherwise."""
+    def parse(text: str) -> int:
+        from unilip.checks import check_int, short
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {short(text)}") from None
+        try:
+            return check_int("value", value, lo, hi)
+        except UniLIPError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float(lo: float, hi: float):
+    """An argparse type: a finite number in [lo, hi]."""
+    def parse(text: str) -> float:
+        from unilip.checks import check_float
+
+        try:
+            return check_float("value", text, lo, hi)
+        except UniLIPError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _path(text: str) -> Path:
+    """An argparse type: a non-empty path (``-o ""`` would silently mean the current folder) that is valid UTF-8."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path is not allowed (write . for the current folder)")
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"the path {ascii(text)[:200]} is not valid UTF-8; rename the file") from None
+    return Path(text)
+
+
 def _miniworld_config(args: argparse.Namespace):
     """The mini-world config from ``--config`` and ``key=value`` overrides (``--size`` sets image_size)."""
     from unilip.config_io import load_config
@@ -393,12 +448,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_miniworld_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML file of mini-world settings (keys of MiniWorldConfig)")
+    p.add_argument("--config", type=_path, help="YAML file of mini-world settings (keys of MiniWorldConfig)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="mini-world settings, e.g. max_objects=4 'shapes=[circle, square]'")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unilip", description="UniLIP: one CLIP encoder to reconstruct, understand, generate and edit images.")
+    from unilip.checks import (MAX_BATCH, MAX_GUIDANCE, MAX_IMAGE_SIZE, MAX_IMAGES_PER_PROMPT, MAX_RECORDS, MAX_SEED,
+                               MAX_STEPS)
+    from unilip.data.miniworld.scene import SPLIT_SIZE
+
+    parser = _Parser(prog="unilip", description="UniLIP: one CLIP encoder to reconstruct, understand, generate and edit images.")
     parser.add_argument("--version", action="version", version=f"unilip {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -408,9 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "tokenizer, ask the MLLM about them with its original and with the UniLIP "
                                     "encoder, generate images from prompts and edit scenes by instructions (scored by "
                                     "the detector), and write an HTML page (under a minute on a laptop CPU)."))
-    p.add_argument("-o", "--out", type=Path, default=Path("unilip-demo"), help="output directory (default: unilip-demo)")
-    p.add_argument("--n", type=int, default=8, help="scenes to show (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="which held-out scenes (default 0)")
+    p.add_argument("-o", "--out", type=_path, default=Path("unilip-demo"), help="output directory (default: unilip-demo)")
+    p.add_argument("--n", type=_int(1, MAX_IMAGES_PER_PROMPT), default=8, help="scenes to show (default 8)")
+    p.add_argument("--seed", type=_int(0, SPLIT_SIZE - 1000), default=0, help="which held-out scenes (default 0)")
     p.add_argument("--model", default="mini", help="MLLM ('mini' = bundled)")
     p.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer ('mini' = bundled)")
     p.add_argument("--generator", default="mini", help="generator directory made with the MLLM and tokenizer ('mini' = bundled)")
@@ -424,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     from unilip.config import PRESETS
 
     q.add_argument("--preset", choices=list(PRESETS), help="start from this preset (default: the file's, else 1b)")
-    q.add_argument("--config", type=Path, help="YAML config file")
+    q.add_argument("--config", type=_path, help="YAML config file")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. generator.cfg_scale=3")
     q.set_defaults(func=cmd_config_show)
 
@@ -439,33 +498,33 @@ def build_parser() -> argparse.ArgumentParser:
         "Write a mini-world dataset: PNGs + metadata.jsonl (--format folder) or webdataset tar shards (--format wds). "
         "Splits are disjoint seed ranges; record i of a split comes from that split's seed range, so "
         "(--split, --seed, --n) reproduce a dataset exactly."))
-    q.add_argument("--out", type=Path, required=True, help="output directory (must not exist, or be empty)")
-    q.add_argument("--n", type=int, required=True, help="number of records")
+    q.add_argument("--out", type=_path, required=True, help="output directory (must not exist, or be empty)")
+    q.add_argument("--n", type=_int(1, MAX_RECORDS), required=True, help="number of records")
     q.add_argument("--task", choices=TASKS, default="images", help="what each record holds (default: images)")
     q.add_argument("--split", choices=list(SPLIT_SEED_BASE), default="train", help="train/val/test, or heldout: scenes with held-out colour-shape pairs")
-    q.add_argument("--seed", type=int, default=0, help="index of the first record within the split's seed range (default: 0)")
-    q.add_argument("--size", type=int, help="image size in pixels (default: the config's image_size, 64)")
+    q.add_argument("--seed", type=_int(0, SPLIT_SIZE - 1), default=0, help="index of the first record within the split's seed range (default: 0)")
+    q.add_argument("--size", type=_int(16, MAX_IMAGE_SIZE), help="image size in pixels (default: the config's image_size, 64)")
     q.add_argument("--format", choices=FORMATS, default="folder", help="folder (PNG + metadata.jsonl) or wds (tar shards)")
-    q.add_argument("--shard-size", type=int, default=10_000, help="records per tar shard (wds format)")
+    q.add_argument("--shard-size", type=_int(1, MAX_RECORDS), default=10_000, help="records per tar shard (wds format)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_miniworld_config_args(q)
     q.set_defaults(func=cmd_miniworld_make)
 
     q = mw.add_parser("sheet", help="render a sample sheet of scenes, captions, questions and edits",
                       description="Write miniworld_sheet.png and miniworld_sheet.md: what the models learn from.")
-    q.add_argument("--out", type=Path, default=Path("unilip-sheet"), help="output directory")
+    q.add_argument("--out", type=_path, default=Path("unilip-sheet"), help="output directory")
     _add_miniworld_config_args(q)
     q.set_defaults(func=cmd_miniworld_sheet)
 
     q = mw.add_parser("detect", help="print the scene graph detected in images", description=(
         "Recover the scene graph of each image from its pixels and print it as JSON, one line per image. "
         "Unreadable images are reported on stderr and the exit status is 1."))
-    q.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
-    q.add_argument("--config", type=Path, help="YAML file of mini-world settings (the world the images come from)")
+    q.add_argument("images", nargs="+", type=_path, metavar="IMAGE", help="image files")
+    q.add_argument("--config", type=_path, help="YAML file of mini-world settings (the world the images come from)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="mini-world setting, e.g. --set max_objects=4")
     q.set_defaults(func=cmd_miniworld_detect)
     def add_stage_args(q: argparse.ArgumentParser, example: str) -> None:
-        q.add_argument("--config", type=Path, help=f"stage config YAML, e.g. {example}")
+        q.add_argument("--config", type=_path, help=f"stage config YAML, e.g. {example}")
         q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in loop.output_dir")
         q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. loop.max_steps=100 optim.lr=3e-4")
 
@@ -494,19 +553,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(the official 10.6 for UniLIP-1B, 9.5 for 2B were measured so).")
     q.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer directory ('mini' = bundled)")
     q.add_argument("--data", default="miniworld:train", help="image source (miniworld:SPLIT, a folder, a dataset dir, ...)")
-    q.add_argument("--n", type=int, default=2000, help="images to measure over")
-    q.add_argument("--image-size", type=int, help="resize images to this side (default: the tokenizer's)")
+    q.add_argument("--n", type=_int(1, MAX_RECORDS), default=2000, help="images to measure over")
+    q.add_argument("--image-size", type=_int(8, MAX_IMAGE_SIZE), help="resize images to this side (default: the tokenizer's)")
     q.set_defaults(func=cmd_latent_scale)
 
     def add_sampling_args(q: argparse.ArgumentParser) -> None:
         q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
-        q.add_argument("-n", type=int, default=1, help="images per prompt")
-        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's, 20)")
-        q.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the generator config's)")
+        q.add_argument("-n", type=_int(1, MAX_IMAGES_PER_PROMPT), default=1, help="images per prompt")
+        q.add_argument("--steps", type=_int(1, MAX_STEPS), help="sampling steps (default: the generator config's, 20)")
+        q.add_argument("--guidance", type=_float(1, MAX_GUIDANCE), help="classifier-free guidance scale (default: the generator config's)")
         q.add_argument("--negative-prompt", help="the unconditional branch's prompt (default: the empty prompt)")
-        q.add_argument("--seed", type=int, default=0, help="image i uses seed + i: same seed, same images")
+        q.add_argument("--seed", type=_int(0, MAX_SEED), default=0, help="image i uses seed + i: same seed, same images")
         q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
-        q.add_argument("-o", "--out", type=Path, required=True, help="output directory (0000.png, 0001.png, ...)")
+        q.add_argument("-o", "--out", type=_path, required=True, help="output directory (0000.png, 0001.png, ...)")
 
     q = sub.add_parser("generate", help="generate images from a prompt", description=(
         "Text-to-image with the UniLIP generator (the bundled mini one by default: mini-world prompts such as "
@@ -518,17 +577,17 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("edit", help="edit an image by an instruction", description=(
         "Instruction-based editing: the MLLM reads the instruction and the image's UniLIP features, the DiT draws "
         "the edited image (mini: 'make the red circle blue', 'remove the square', 'add a small green triangle on the left')."))
-    q.add_argument("image", type=Path, metavar="IMAGE")
+    q.add_argument("image", type=_path, metavar="IMAGE")
     q.add_argument("instruction", nargs="+", metavar="INSTRUCTION")
     add_sampling_args(q)
     q.set_defaults(func=cmd_edit)
 
     q = sub.add_parser("reconstruct", help="reconstruct images with a UniLIP tokenizer",
                        description="Encode each image to the UniLIP latent and decode it back; writes <name>_recon.png.")
-    q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    q.add_argument("images", nargs="+", type=_path, metavar="IMAGE")
     q.add_argument("--model", required=True, help="tokenizer directory (save_pretrained) or Hugging Face repo id")
-    q.add_argument("-o", "--out", type=Path, default=Path("reconstructions"), help="output directory")
-    q.add_argument("--size", type=int, help="resize + centre-crop to this size first (default: the model's image size)")
+    q.add_argument("-o", "--out", type=_path, default=Path("reconstructions"), help="output directory")
+    q.add_argument("--size", type=_int(8, MAX_IMAGE_SIZE), help="resize + centre-crop to this size first (default: the model's image size)")
     q.add_argument("--pad", action="store_true", help="official 256 px mode: reflect-pad to a multiple of the token stride")
     q.set_defaults(func=cmd_reconstruct)
 
@@ -540,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("ask", help="ask the MLLM a question about an image",
                        description="Answer a question about an image with the MLLM (original or UniLIP encoder).")
-    q.add_argument("image", type=Path, metavar="IMAGE")
+    q.add_argument("image", type=_path, metavar="IMAGE")
     q.add_argument("question", nargs="+", metavar="QUESTION")
     add_mllm_args(q)
     q.set_defaults(func=cmd_ask)
@@ -551,11 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
         "models load once, at start. Binds to 127.0.0.1; other addresses need --expose (there is no login)."))
     q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
     q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    q.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    q.add_argument("--port", type=_int(1, 65535), default=7860, help="port (default 7860)")
     q.add_argument("--expose", action="store_true", help="allow a --host reachable from other machines (e.g. 0.0.0.0)")
     q.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    q.add_argument("--concurrency", type=int, default=1, help="requests that run at once, all tabs together (default 1)")
-    q.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are turned away (default 16)")
+    q.add_argument("--concurrency", type=_int(1, 64), default=1, help="requests that run at once, all tabs together (default 1)")
+    q.add_argument("--queue-size", type=_int(1, 1024), default=16, help="requests that may wait; more are turned away (default 16)")
     q.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("convert", help="official UniLIP checkpoints -> our directories", description=(
@@ -570,10 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
              "tokenizer/, generator/)", "the official directory (config.json, safetensors, tokenizer files)",
              "our pipeline directory")):
         q = conv.add_parser(name, help=what, description=what + ".")
-        q.add_argument("src", type=Path, metavar="SRC", help=src_help)
-        q.add_argument("dst", type=Path, metavar="DST", help=dst_help)
+        q.add_argument("src", type=_path, metavar="SRC", help=src_help)
+        q.add_argument("dst", type=_path, metavar="DST", help=dst_help)
         q.add_argument("--preset", help="read the weights as this preset's architecture (default: 1b or 2b by width)")
-        q.add_argument("--config", type=Path, help="read the weights as this config's architecture (YAML)")
+        q.add_argument("--config", type=_path, help="read the weights as this config's architecture (YAML)")
         q.add_argument("--overwrite", action="store_true", help="write into a non-empty DST")
         q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. tokenizer.image_size=448")
         q.set_defaults(func=cmd_convert)
@@ -586,12 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "encoder's: plain transformers loads it, so VLMEvalKit / lmms-eval can score it."))
     q.add_argument("--tokenizer", required=True, help="UniLIP tokenizer directory ('mini' = bundled; an official .pth works)")
     q.add_argument("--mllm", required=True, help="the InternVL MLLM directory or repo id ('mini' = bundled)")
-    q.add_argument("dst", type=Path, metavar="DST", help="output directory")
+    q.add_argument("dst", type=_path, metavar="DST", help="output directory")
     q.set_defaults(func=cmd_export)
     q = exp.add_parser("official-tokenizer", help="a tokenizer directory -> the official .pth layout",
                        description="Write a tokenizer in the official UniLIP layout (a flat state dict .pth).")
     q.add_argument("--tokenizer", required=True, help="UniLIP tokenizer directory ('mini' = bundled)")
-    q.add_argument("dst", type=Path, metavar="DST", help="output .pth file")
+    q.add_argument("dst", type=_path, metavar="DST", help="output .pth file")
     q.set_defaults(func=cmd_export)
 
     p = sub.add_parser("reproduce", help="reproduce the paper's results in miniature", description=(
@@ -603,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "weights 0.1 and 0.01, no distillation, direct fine-tuning, no stage 1) and report "
                                       "reconstruction and VQA accuracy beside the paper's claims (about 35 min on 2 "
                                       "cores; --quick is a smoke run)."))
-    q.add_argument("-o", "--out", type=Path, required=True, help="output directory (runs, results.json, report.md/.html)")
+    q.add_argument("-o", "--out", type=_path, required=True, help="output directory (runs, results.json, report.md/.html)")
     q.add_argument("--quick", action="store_true", help="a few steps and small evaluations (a smoke test, not results)")
     q.add_argument("--mllm", default="mini", help="the MLLM whose encoder is revamped ('mini' = bundled)")
     q.set_defaults(func=cmd_reproduce_tokenizer)
@@ -613,16 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
                                       "queries only, hidden states only, and dual in a plain DC-AE autoencoder's latent) "
                                       "and score each on mini GenEval / ImgEdit / WISE beside the paper's numbers "
                                       "(about 20 min per variant on 2 cores; --quick is a smoke run)."))
-    q.add_argument("-o", "--out", type=Path, required=True, help="output directory (runs, results.json, report.md/.html)")
+    q.add_argument("-o", "--out", type=_path, required=True, help="output directory (runs, results.json, report.md/.html)")
     q.add_argument("--quick", action="store_true", help="a few steps and small evaluations (a smoke test, not results)")
     q.add_argument("--mllm", default="mini", help="the frozen MLLM ('mini' = bundled)")
     q.add_argument("--tokenizer", default="mini", help="the frozen UniLIP tokenizer ('mini' = bundled)")
     q.add_argument("--variants", help="comma-separated subset (dual,queries,hidden,vae_latent); finished variants are "
                                       "reused, so two processes can split the work and a last call writes the report")
-    q.add_argument("--steps", type=int, help="training steps per variant (default 2000 of 64 images, ~17 min on 2 cores)")
-    q.add_argument("--batch-size", type=int, help="images per step (default 64)")
-    q.add_argument("--pool", type=int, help="train on a frozen pool of N items (default 0: render every step)")
-    q.add_argument("--edit-share", type=float, help="share of edit triplets in the training mix (default 0.3)")
+    q.add_argument("--steps", type=_int(1, 10_000_000), help="training steps per variant (default 2000 of 64 images, ~17 min on 2 cores)")
+    q.add_argument("--batch-size", type=_int(1, MAX_BATCH), help="images per step (default 64)")
+    q.add_argument("--pool", type=_int(0, MAX_RECORDS), help="train on a frozen pool of N items (default 0: render every step)")
+    q.add_argument("--edit-share", type=_float(0, 1), help="share of edit triplets in the training mix (default 0.3)")
     q.set_defaults(func=cmd_reproduce_generator)
 
     def cmd_dump(args: argparse.Namespace) -> int:
@@ -654,31 +713,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_dump_args(q: argparse.ArgumentParser, layout: str) -> None:
         q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
-        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's)")
-        q.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the generator config's; "
+        q.add_argument("--steps", type=_int(1, MAX_STEPS), help="sampling steps (default: the generator config's)")
+        q.add_argument("--guidance", type=_float(1, MAX_GUIDANCE), help="classifier-free guidance scale (default: the generator config's; "
                                                        "official 4.5, ImgEdit with the 2B model 4.0)")
-        q.add_argument("--seed", type=int, default=0, help="base seed: sample k of prompt i has its own fixed seed, "
+        q.add_argument("--seed", type=_int(0, MAX_SEED), default=0, help="base seed: sample k of prompt i has its own fixed seed, "
                                                            "whatever the chunking")
         q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
-        q.add_argument("--batch-size", type=int, default=4, help="prompts per pipeline call (default 4); keep it when "
+        q.add_argument("--batch-size", type=_int(1, MAX_BATCH), default=4, help="prompts per pipeline call (default 4); keep it when "
                                                                  "resuming or adding chunks: it fixes the last bits")
-        q.add_argument("--index", type=int, default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")
-        q.add_argument("--n-chunks", type=int, default=1, help="number of processes sharing the work (default 1)")
-        q.add_argument("-o", "--out", type=Path, required=True, help=f"output folder ({layout})")
+        q.add_argument("--index", type=_int(0, 9999), default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")
+        q.add_argument("--n-chunks", type=_int(1, 10000), default=1, help="number of processes sharing the work (default 1)")
+        q.add_argument("-o", "--out", type=_path, required=True, help=f"output folder ({layout})")
 
     q = dump_sub.add_parser("geneval", help="GenEval: {i:05d}/samples/{k:05d}.png + {i:05d}/metadata.jsonl",
                             description=("Images for GenEval's prompts, laid out as GenEval's evaluate_images.py reads "
                                          "them: OUT/{i:05d}/metadata.jsonl (the prompt's line) and "
                                          "OUT/{i:05d}/samples/{k:05d}.png, i the prompt's position in the file."))
-    q.add_argument("--prompts", type=Path, required=True, help="GenEval's evaluation_metadata.jsonl (one JSON object per line)")
-    q.add_argument("--samples", type=int, default=4, help="images per prompt (default 4, as the official)")
+    q.add_argument("--prompts", type=_path, required=True, help="GenEval's evaluation_metadata.jsonl (one JSON object per line)")
+    q.add_argument("--samples", type=_int(1, MAX_IMAGES_PER_PROMPT), default=4, help="images per prompt (default 4, as the official)")
     add_dump_args(q, "{i:05d}/samples/{k:05d}.png, {i:05d}/metadata.jsonl")
     q.set_defaults(func=cmd_dump)
 
     q = dump_sub.add_parser("wise", help="WISE: {prompt_id}.png",
                             description=("One image per WISE prompt, OUT/{prompt_id}.png, as WISE's gpt_eval.py reads "
                                          "them, from every *.json in WISE's data folder (fields 'Prompt', 'prompt_id')."))
-    q.add_argument("--prompts", type=Path, required=True, help="WISE's data/ folder (cultural_common_sense.json, ...)")
+    q.add_argument("--prompts", type=_path, required=True, help="WISE's data/ folder (cultural_common_sense.json, ...)")
     add_dump_args(q, "{prompt_id}.png")
     q.set_defaults(func=cmd_dump)
 
@@ -687,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "GPT judge reads them; the source of entry key is IMAGES/<entry's 'id'>, "
                                          "and the instruction its 'prompt'. Missing sources are reported before any "
                                          "generation."))
-    q.add_argument("--bench", type=Path, required=True, help="ImgEdit's Benchmark/singleturn/singleturn.json")
-    q.add_argument("--images", type=Path, help="folder the entries' 'id' paths are relative to (default: the JSON's folder)")
+    q.add_argument("--bench", type=_path, required=True, help="ImgEdit's Benchmark/singleturn/singleturn.json")
+    q.add_argument("--images", type=_path, help="folder the entries' 'id' paths are relative to (default: the JSON's folder)")
     add_dump_args(q, "{key}.png")
     q.set_defaults(func=cmd_dump)
 
@@ -699,10 +758,10 @@ def build_parser() -> argparse.ArgumentParser:
         "space, and LPIPS / rFID when their weights are on disk. Writes a summary JSON and a per-image CSV beside it."))
     q.add_argument("--model", required=True, help="tokenizer directory or Hugging Face repo id")
     q.add_argument("--data", required=True, help="miniworld:SPLIT, a dataset directory, an image folder, a .jsonl or shards")
-    q.add_argument("-o", "--out", type=Path, required=True, help="summary JSON path (the CSV goes beside it)")
-    q.add_argument("--n", type=int, help="number of images (default: all; required for miniworld: and shards)")
-    q.add_argument("--size", type=int, help="evaluation size (default: the model's image size)")
-    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("-o", "--out", type=_path, required=True, help="summary JSON path (the CSV goes beside it)")
+    q.add_argument("--n", type=_int(1, MAX_RECORDS), help="number of images (default: all; required for miniworld: and shards)")
+    q.add_argument("--size", type=_int(8, MAX_IMAGE_SIZE), help="evaluation size (default: the model's image size)")
+    q.add_argument("--batch-size", type=_int(1, MAX_BATCH), default=32, help="images per forward pass (default 32)")
     q.add_argument("--reference", help="tokenizer dir whose encoder is the feature space for the Fréchet distance "
                    "(the original encoder; default: the evaluated model's own)")
     q.add_argument("--pad", action="store_true", help="official 256 px mode (reflect-pad to a multiple of the token stride)")
@@ -716,8 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
         "phrasings of its world knowledge."))
     add_mllm_args(q)
     q.add_argument("--data", help="miniworld:SPLIT or a dataset written by `unilip miniworld make --task vqa`")
-    q.add_argument("--n", type=int, default=1000, help="questions per split (default 1000)")
-    q.add_argument("-o", "--out", type=Path, help="results JSON (answers go beside it as JSONL)")
+    q.add_argument("--n", type=_int(1, MAX_RECORDS), default=1000, help="questions per split (default 1000)")
+    q.add_argument("-o", "--out", type=_path, help="results JSON (answers go beside it as JSONL)")
     q.set_defaults(func=cmd_eval_understanding)
 
     for name, what, default_samples in (
@@ -727,16 +786,19 @@ def build_parser() -> argparse.ArgumentParser:
             ("wise-mini", "108 prompts naming colour and/or shape through world knowledge only, scored by the detector", 4)):
         q = eval_sub.add_parser(name, help=what.split(",")[0].split(":")[0], description=what + ". Writes JSON + HTML.")
         q.add_argument("--model", default="mini", help="pipeline directory, repo id, or 'mini' (bundled)")
-        q.add_argument("--samples", type=int, default=default_samples, help=f"samples per prompt (default {default_samples})")
-        q.add_argument("--steps", type=int, help="sampling steps (default: the generator config's)")
-        q.add_argument("--guidance", type=float, help="guidance scale (default: the generator config's)")
-        q.add_argument("--seed", type=int, default=0, help="base seed (sample j of prompt i has its own fixed seed)")
-        q.add_argument("-o", "--out", type=Path, required=True, help="output directory for the JSON, HTML and samples")
+        q.add_argument("--samples", type=_int(1, MAX_IMAGES_PER_PROMPT), default=default_samples, help=f"samples per prompt (default {default_samples})")
+        q.add_argument("--steps", type=_int(1, MAX_STEPS), help="sampling steps (default: the generator config's)")
+        q.add_argument("--guidance", type=_float(1, MAX_GUIDANCE), help="guidance scale (default: the generator config's)")
+        q.add_argument("--seed", type=_int(0, MAX_SEED), default=0, help="base seed (sample j of prompt i has its own fixed seed)")
+        q.add_argument("-o", "--out", type=_path, required=True, help="output directory for the JSON, HTML and samples")
         q.set_defaults(func=cmd_eval_generation)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a prompt or file name the terminal cannot show must not crash a command
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -27,8 +27,12 @@ from unilip.config_io import (
     to_yaml,
     validate_config,
 )
+from unilip.checks import MAX_GUIDANCE, MAX_IMAGE_SIZE, MAX_STEPS
 from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.errors import ConfigError
+
+MAX_WIDTH = 65_536  # hidden and MLP widths (the 2b preset: 1536 and 8960)
+MAX_LAYERS = 1024
 
 __all__ = [
     "PRESETS",
@@ -66,6 +70,13 @@ def _positive(**values: float) -> None:
             raise ConfigError(f"{key}: must be > 0 (got {value})")
 
 
+def _at_most(limit: float, **values: float) -> None:
+    """Upper bounds on sizes: an absurd image_size or layer count would exhaust memory building the model."""
+    for key, value in values.items():
+        if value > limit:
+            raise ConfigError(f"{key}: at most {limit:g} (got {value:g})")
+
+
 @dataclass
 class VisionEncoderConfig:
     """The CLIP-like vision encoder: InternViT (transformers' native ``InternVLVisionConfig``)."""
@@ -87,6 +98,9 @@ class VisionEncoderConfig:
         _positive(hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads,
                   intermediate_size=self.intermediate_size, image_size=self.image_size, patch_size=self.patch_size,
                   layer_norm_eps=self.layer_norm_eps)
+        _at_most(MAX_IMAGE_SIZE, image_size=self.image_size)
+        _at_most(MAX_WIDTH, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size)
+        _at_most(MAX_LAYERS, num_layers=self.num_layers)
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size: {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.image_size % self.patch_size:
@@ -117,6 +131,9 @@ class LanguageModelConfig:
                   num_kv_heads=self.num_kv_heads, intermediate_size=self.intermediate_size,
                   vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings,
                   rope_theta=self.rope_theta, rms_norm_eps=self.rms_norm_eps)
+        _at_most(MAX_WIDTH, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size)
+        _at_most(MAX_LAYERS, num_layers=self.num_layers)
+        _at_most(1 << 20, vocab_size=self.vocab_size, max_position_embeddings=self.max_position_embeddings)
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size: {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.num_heads % self.num_kv_heads:
@@ -169,6 +186,7 @@ class TokenizerConfig:
     def validate(self) -> None:
         _positive(image_size=self.image_size, latent_channels=self.latent_channels,
                   decoder_attention_head_dim=self.decoder_attention_head_dim)
+        _at_most(MAX_IMAGE_SIZE, image_size=self.image_size)
         if self.projection_blocks < 0:
             raise ConfigError(f"projection_blocks: must be >= 0 (got {self.projection_blocks})")
         n = len(self.decoder_block_out_channels)
@@ -232,6 +250,10 @@ class GeneratorConfig:
                   mlp_ratio=self.mlp_ratio, dit_interpolation_scale=self.dit_interpolation_scale,
                   latent_scale=self.latent_scale, cfg_scale=self.cfg_scale,
                   num_inference_steps=self.num_inference_steps)
+        _at_most(MAX_STEPS, num_inference_steps=self.num_inference_steps)
+        _at_most(MAX_GUIDANCE, cfg_scale=self.cfg_scale)
+        _at_most(MAX_LAYERS, connector_layers=self.connector_layers, dit_num_layers=self.dit_num_layers)
+        _at_most(4096, num_queries=self.num_queries)
 
     def dit_inner_dim(self) -> int:
         """The DiT width, e.g. 36 x 32 = 1152 for SANA 0.6B."""

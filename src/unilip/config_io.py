@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import types
@@ -28,6 +29,7 @@ import yaml
 from unilip.errors import ConfigError
 
 T = TypeVar("T")
+_INT_LIMIT = 2**63
 
 #################################################################################
 #                      YAML with YAML 1.2 scalars                               #
@@ -75,8 +77,50 @@ def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
 _Dumper.add_representer(list, _represent_list)
 
 
+#: A config file larger than this is refused unread (the biggest shipped config is ~3 KB).
+MAX_CONFIG_BYTES = 1 << 20
+#: Nodes of a config once its YAML aliases are expanded: a "billion laughs" file of 1 KB expands to 10^9.
+MAX_CONFIG_NODES = 100_000
+
+
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    try:
+        data = yaml.load(text, Loader=_Loader)
+        _check_expanded_size(data)
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply (a config has a few levels)") from None
+    return data
+
+
+def _check_expanded_size(data: Any) -> None:
+    """Refuse YAML whose aliases expand past MAX_CONFIG_NODES, or refer to themselves, before anything walks it.
+
+    PyYAML builds an alias as a shared reference (cheap), but every consumer that copies or checks the data (merging,
+    :func:`from_dict`) would expand it; so the expanded size is counted on the shared graph, each object once."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(obj: Any) -> int:
+        if not isinstance(obj, (list, dict)):
+            return 1
+        key = id(obj)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError("the YAML refers to itself through an alias (a recursive anchor)")
+        open_.add(key)
+        children = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_CONFIG_NODES:
+                raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_NODES} values (anchors and aliases "
+                                  "repeated in a \"billion laughs\" pattern?); a config is a few hundred")
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(data)
 
 
 #################################################################################
@@ -119,8 +163,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _short(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message never echoes a megabyte of config."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _wrong_type(key: str, tp: Any, value: Any) -> ConfigError:
-    return ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return ConfigError(f"{key}: expected {_type_name(tp)}, got {_short(value)} ({type(value).__name__})")
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -148,18 +198,26 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         # `type(a) is type(value)` so that True does not pass for 1 (True == 1 in Python).
         if any(type(a) is type(value) and a == value for a in args):
             return value
-        raise ConfigError(f"{key}: {value!r} is not allowed; allowed: {list(args)}")
+        raise ConfigError(f"{key}: {_short(value)} is not allowed; allowed: {list(args)}")
     if tp is bool:
         if isinstance(value, bool):  # only real booleans: not 0/1, not "yes"
             return value
         raise _wrong_type(key, tp, value)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT_LIMIT <= value < _INT_LIMIT:  # beyond int64 no tensor, seed or size can hold it
+                raise ConfigError(f"{key}: {_short(value, 40)} is out of range (|value| < 2^63)")
             return value
         raise _wrong_type(key, tp, value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):  # NaN / inf can only produce NaN weights or black images
+                raise ConfigError(f"{key}: must be a finite number (got {_short(value, 40)})")
+            return number
         raise _wrong_type(key, tp, value)
     if tp is str:
         if isinstance(value, str):
@@ -170,7 +228,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise _wrong_type(key, tp, value)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):  # fixed length: tuple[int, str]
             if len(value) != len(args):
-                raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} items: {value!r}")
+                raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} items: {_short(value)}")
             return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         items = [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -179,7 +237,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise _wrong_type(key, tp, value)
         key_tp, value_tp = args
         return {
-            _convert(key_tp, k, f"{key} (key {k!r})"): _convert(value_tp, v, _join(key, str(k)))
+            _convert(key_tp, k, f"{key} (key {_short(k, 60)})"): _convert(value_tp, v, _join(key, str(k)[:60]))
             for k, v in value.items()
         }
     if dataclasses.is_dataclass(tp):
@@ -217,10 +275,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if name not in allowed:
             import difflib
 
-            close = difflib.get_close_matches(str(name), allowed, n=1)
+            shown = name if isinstance(name, str) and len(name) <= 80 else _short(name, 80)
+            close = difflib.get_close_matches(str(name)[:80], allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{_join(prefix, str(name))}: unknown key{hint}; allowed keys in {prefix or 'the top level'}: "
+                f"{_join(prefix, shown)}: unknown key{hint}; allowed keys in {prefix or 'the top level'}: "
                 f"{', '.join(allowed)}"
             )
     kwargs = {name: _convert(hints[name], value, _join(prefix, name)) for name, value in data.items()}
@@ -276,15 +335,21 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_fields(cls: type, base: Mapping[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Like :func:`deep_merge`, but only nested *dataclass* sections merge: a ``dict`` field (``miniworld.sizes``)
-    is replaced as a whole, so a file or an override can also drop entries."""
+    is replaced as a whole, so a file or an override can also drop entries.
+
+    A section that is not a mapping (``optim: 5`` in a file) is an error here, even when the override replaces
+    its keys: it would otherwise vanish under ``optim.lr=...`` unseen."""
     merged = dict(base)
     hints = _hints(cls) if dataclasses.is_dataclass(cls) else {}
     for key, value in override.items():
         tp = hints.get(key)
-        if dataclasses.is_dataclass(tp) and isinstance(merged.get(key), Mapping) and isinstance(value, Mapping):
-            merged[key] = merge_fields(tp, merged[key], value)
+        if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+            current = merged.get(key)
+            if current is not None and not isinstance(current, Mapping):
+                raise _wrong_type(_join(prefix, str(key)), tp, current)
+            merged[key] = merge_fields(tp, current or {}, value, _join(prefix, str(key)))
         else:
             merged[key] = value
     return merged
@@ -305,13 +370,13 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         parts = key.split(".")
         if not sep or not key or not all(p.strip() == p and p for p in parts):
-            raise ConfigError(f"override {item!r}: expected the form dotted.key=value, e.g. mllm.vision.num_layers=2")
+            raise ConfigError(f"override {_short(item)}: expected the form dotted.key=value, e.g. mllm.vision.num_layers=2")
         if not text.strip():
-            raise ConfigError(f"override {item!r}: the value is empty; write {key}=null for None or {key}='' for ''")
+            raise ConfigError(f"override {_short(item)}: the value is empty; write {key}=null for None or {key}='' for ''")
         try:
             value = _yaml_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+            raise ConfigError(f"override {_short(item)}: the value is not valid YAML ({_yaml_problem(err)})") from None
         for part in reversed(parts):
             value = {part: value}
         result = deep_merge(result, value)
@@ -326,17 +391,35 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The top-level mapping of a YAML config file (an empty file is ``{}``); ConfigError naming the file otherwise."""
+    import stat
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()  # before opening: a FIFO or a device would block or never end
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read config file ({err})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file (a config is a YAML file)")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {info.st_size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; a config file is at most that")
+        text = raw.decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     try:
         data = _yaml_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML at {_yaml_problem(err)}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -382,14 +465,14 @@ def load_config(
             chosen["the overrides"] = override_data["preset"]
     names = set(chosen.values())
     if len(names) > 1:
-        raise ConfigError("preset: conflicting presets: " + ", ".join(f"{v!r} from {k}" for k, v in chosen.items()))
+        raise ConfigError("preset: conflicting presets: " + ", ".join(f"{_short(v, 60)} from {k}" for k, v in chosen.items()))
 
     if names:
         name = names.pop()
         if presets is None:
             raise ConfigError(f"preset: {cls.__name__} has no presets (asked for {name!r})")
         if not isinstance(name, str) or name not in presets:
-            raise ConfigError(f"preset: unknown preset {name!r}; known presets: {', '.join(presets)}")
+            raise ConfigError(f"preset: unknown preset {_short(name, 60)}; known presets: {', '.join(presets)}")
         data = to_dict(presets[name]())
     else:
         data = to_dict(cls())

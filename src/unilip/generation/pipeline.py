@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from unilip.checks import (MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_STEPS, check_float, check_int,
+                           check_text, short)
 from unilip.errors import UniLIPError
 
 COMPONENTS = ("mllm", "tokenizer", "generator")
@@ -122,15 +124,19 @@ class UniLIPPipeline:
         Returns :class:`UniLIPPipelineOutput` (or a tuple ``(images,)`` with ``return_dict=False``); ``len(images) ==
         len(prompts) * num_images_per_prompt``, grouped by prompt.
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
-            raise UniLIPError("prompt: give a non-empty string or a list of non-empty strings")
-        if num_images_per_prompt < 1:
-            raise UniLIPError(f"num_images_per_prompt: must be >= 1 (got {num_images_per_prompt})")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
+        if not prompts or len(prompts) > MAX_BATCH:
+            raise UniLIPError(f"prompt: give a non-empty string or a list of 1 to {MAX_BATCH} non-empty strings")
+        prompts = [check_text(f"prompt {i}" if len(prompts) > 1 else "prompt", p) for i, p in enumerate(prompts)]
+        if negative_prompt is not None:
+            negative_prompt = check_text("negative_prompt", negative_prompt)
+        num_images_per_prompt = check_int("num_images_per_prompt", num_images_per_prompt, 1, MAX_IMAGES_PER_PROMPT)
+        if num_inference_steps is not None:
+            num_inference_steps = check_int("num_inference_steps", num_inference_steps, 1, MAX_STEPS)
+        if guidance_scale is not None:
+            guidance_scale = check_float("guidance_scale", guidance_scale, 1.0, MAX_GUIDANCE)
         if output_type not in OUTPUT_TYPES:
-            raise UniLIPError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
-        if guidance_scale is not None and guidance_scale < 1:
-            raise UniLIPError(f"guidance_scale: must be >= 1 (got {guidance_scale})")
+            raise UniLIPError(f"output_type: {short(output_type)} is not one of {', '.join(OUTPUT_TYPES)}")
         sources = self._source_tensor(image, len(prompts)) if image is not None else None
         images = self.generator.generate(prompts, sources, num_images_per_prompt, steps=num_inference_steps,
                                          guidance=guidance_scale, negative_prompt=negative_prompt, generator=generator,

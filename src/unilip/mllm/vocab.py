@@ -15,6 +15,7 @@ import re
 from unilip.data.miniworld.config import PALETTE, SHAPES, MiniWorldConfig
 from unilip.data.miniworld.edits import REGIONS
 from unilip.data.miniworld.language import NUMBER_WORDS, RELATION_PHRASES, plural
+from unilip.errors import UniLIPError
 
 PAD, UNK, IM_START, IM_END = "<pad>", "<unk>", "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
@@ -65,6 +66,20 @@ def chat_template(image_seq_length: int) -> str:
     )
 
 
+# Markup a user cannot type: our special tokens, and any Qwen2-style `<|...|>` control token of a converted InternVL.
+_MARKUP = re.compile("|".join([re.escape(t) for t in SPECIAL_TOKENS if t.startswith("<")] + [r"<\|[^|<>\s]*\|>"]),
+                     re.IGNORECASE)
+
+
+def check_plain_text(text: str) -> None:
+    """Refuse a prompt, question or instruction that holds chat markup (``<img>``, ``<IMG_CONTEXT>``, ``<|im_end|>``):
+    typed into the template it would end the user's turn or claim image positions that carry no image."""
+    found = _MARKUP.search(text)
+    if found:
+        raise UniLIPError(f"the text contains {found.group(0)!r}, which is chat markup (a special token of the "
+                          "MLLM's template) and cannot be part of a prompt, question or instruction")
+
+
 def chat_prompt(question: str, image_seq_length: int | None, answer: str | None = None) -> str:
     """One user turn (``question``, then an image when ``image_seq_length`` is given) and the assistant's start;
     with ``answer``, the finished assistant turn (for training).
@@ -74,6 +89,7 @@ def chat_prompt(question: str, image_seq_length: int | None, answer: str | None 
     a 4-layer language model needs to find the objects a question names (image first, it answered "where is the
     triangle?" with another object's place about half the time).
     """
+    check_plain_text(question)
     image = f"\n{IMG_START}{IMG_CONTEXT * image_seq_length}{IMG_END}" if image_seq_length else ""
     text = f"{IM_START}user\n{question}{image}{IM_END}\n{IM_START}assistant\n"
     return text if answer is None else f"{text}{answer}{IM_END}\n"

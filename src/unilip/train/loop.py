@@ -29,6 +29,9 @@ from unilip.train.ema import EMA
 
 logger = logging.getLogger("unilip.train")
 
+MAX_TRAIN_STEPS = 1_000_000_000  # beyond this a run never ends
+MAX_TRAIN_BATCH = 65_536  # images per process and step
+
 
 # ---------------------------------------------------------------------------------------------------------- configs
 
@@ -47,10 +50,19 @@ class OptimConfig:
     def validate(self) -> None:
         from unilip.errors import ConfigError
 
-        if not self.lr > 0:
-            raise ConfigError(f"lr: must be > 0 (got {self.lr})")
-        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:
-            raise ConfigError("warmup_steps/min_lr_ratio/grad_clip: need warmup_steps >= 0, 0 <= min_lr_ratio <= 1, grad_clip >= 0")
+        if not 0 < self.lr <= 1:
+            raise ConfigError(f"lr: must be in (0, 1] (got {self.lr})")
+        for i, beta in enumerate(self.betas):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"betas[{i}]: must be in [0, 1) (got {beta})")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay: must be in [0, 1) (got {self.weight_decay})")
+        if not 0 <= self.warmup_steps <= MAX_TRAIN_STEPS:
+            raise ConfigError(f"warmup_steps: must be in [0, {MAX_TRAIN_STEPS}] (got {self.warmup_steps})")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio: must be in [0, 1] (got {self.min_lr_ratio})")
+        if self.grad_clip < 0:
+            raise ConfigError(f"grad_clip: must be >= 0, 0 disables (got {self.grad_clip})")
 
 
 @dataclass
@@ -73,9 +85,16 @@ class LoopConfig:
     def validate(self) -> None:
         from unilip.errors import ConfigError
 
-        for key in ("max_steps", "batch_size", "log_every", "save_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}: must be >= 1 (got {getattr(self, key)})")
+        for key, hi in (("max_steps", MAX_TRAIN_STEPS), ("batch_size", MAX_TRAIN_BATCH), ("log_every", MAX_TRAIN_STEPS),
+                        ("save_every", MAX_TRAIN_STEPS), ("keep_checkpoints", 10_000)):
+            if not 1 <= getattr(self, key) <= hi:
+                raise ConfigError(f"{key}: must be in [1, {hi}] (got {getattr(self, key)})")
+        if not 0 <= self.report_every <= MAX_TRAIN_STEPS:
+            raise ConfigError(f"report_every: must be in [0, {MAX_TRAIN_STEPS}], 0 disables (got {self.report_every})")
+        if not 0 <= self.ema_decay < 1:  # 1 would never move the weights that are saved and evaluated
+            raise ConfigError(f"ema_decay: must be in [0, 1) (got {self.ema_decay})")
+        if not self.output_dir.strip():
+            raise ConfigError("output_dir: is empty (it would write into the current folder)")
 
 
 # ------------------------------------------------------------------------------------------------------------- tasks
