@@ -24,8 +24,13 @@ MAX_RECORDS = 10_000_000
 MAX_GUIDANCE = 50.0
 #: Side of an image a command resizes to (``--size``, ``--image-size``): 4096 px is 50 M RGB floats already.
 MAX_IMAGE_SIZE = 4096
-#: Characters of a prompt, a question or an edit instruction: the chat template and the LM's positions are bounded.
-MAX_TEXT_CHARS = 2000
+#: Characters of a prompt, a question or an edit instruction (CLI, Python API and web page alike): the longest
+#: official benchmark prompts are a few hundred characters, and the LM's positions are bounded.
+MAX_TEXT_CHARS = 1000
+#: Pixels of an image a user hands a command or the web page (decoded size): 16.8 MP, any photo, not a bomb.
+MAX_INPUT_PIXELS = 4096 * 4096
+#: Pixels of an image after a resize (shorter side to the model's size) and before its crop.
+MAX_RESIZED_PIXELS = 64_000_000
 #: Batch sizes of evaluation commands.
 MAX_BATCH = 4096
 

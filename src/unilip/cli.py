@@ -85,6 +85,27 @@ def _miniworld_config(args: argparse.Namespace):
     return load_config(MiniWorldConfig, args.config, overrides)
 
 
+def _user_image(path: Path):
+    """An image a user names on the command line, under the web page's limits (16.8 MP, 32:1)."""
+    from unilip.checks import MAX_INPUT_PIXELS
+    from unilip.data.images import load_image
+
+    return load_image(path, max_pixels=MAX_INPUT_PIXELS)
+
+
+def _model_input(path: Path, size: int, image=None):
+    """``path`` (or its already read ``image``) resized + centre-cropped to ``size``: (3, size, size); errors name
+    the file."""
+    from unilip.data.loader import eval_transform
+    from unilip.errors import ImageLoadError
+
+    image = _user_image(path) if image is None else image
+    try:
+        return eval_transform(image, size)
+    except ImageLoadError as err:
+        raise ImageLoadError(str(path), err.reason) from None
+
+
 # ----------------------------------------------------------------------------------------------------------- commands
 
 
@@ -130,14 +151,13 @@ def cmd_miniworld_make(args: argparse.Namespace) -> int:
 def cmd_miniworld_detect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from unilip.data.images import load_image
     from unilip.data.miniworld.detector import detect
 
     cfg = _miniworld_config(args)
     failed = 0
     for path in args.images:
         try:
-            image = np.asarray(load_image(path))
+            image = np.asarray(_user_image(path))
             if image.shape[0] != image.shape[1]:
                 raise UniLIPError(f"{path}: the detector needs a square mini-world image, got {image.shape[1]}x{image.shape[0]}")
             scene = detect(image, cfg).to_dict()
@@ -229,9 +249,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from unilip.data.images import load_image
-
-    return _run_pipeline(args, [" ".join(args.instruction).strip()], image=load_image(args.image))
+    return _run_pipeline(args, [" ".join(args.instruction).strip()], image=_user_image(args.image))
 
 
 def cmd_eval_generation(args: argparse.Namespace) -> int:
@@ -281,14 +299,14 @@ def _load_mllm(args: argparse.Namespace):
 def cmd_ask(args: argparse.Namespace) -> int:
     import torch
 
-    from unilip.data.images import load_image
-    from unilip.data.loader import eval_transform
+    from unilip.checks import check_text
+    from unilip.mllm.vocab import check_plain_text
 
+    question = check_text("question", " ".join(args.question))
+    check_plain_text(question)
+    picture = _user_image(args.image)  # a bad image is refused before the model loads
     mllm = _load_mllm(args)
-    image = eval_transform(load_image(args.image), mllm.image_size)[None]
-    question = " ".join(args.question).strip()
-    if not question:
-        raise UniLIPError("the question is empty")
+    image = _model_input(args.image, mllm.image_size, picture)[None]
     with torch.no_grad():
         print(mllm.answer([question], image)[0])
     return 0
@@ -334,27 +352,25 @@ def cmd_eval_understanding(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from unilip.data.images import load_image
-    from unilip.data.loader import eval_transform
     from unilip.eval.grid import to_uint8
     from unilip.eval.metrics import psnr
 
     model = _load_tokenizer(args.model)
     size = args.size or model.image_size
-    args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     from PIL import Image
 
     for path in args.images:
         try:
-            image = eval_transform(load_image(path), size)[None]
+            image = _model_input(path, size)[None]
         except UniLIPError as err:
             print(f"unilip: error: {err}", file=sys.stderr)
             failed += 1
             continue
         with torch.no_grad():
             recon = model.reconstruct(image, pad_to_multiple=args.pad)
-        target = args.out / f"{path.stem}_recon.png"
+        args.out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+        target = args.out / f"{path.stem[:200]}_recon.png"
         Image.fromarray(to_uint8(recon)[0]).save(target)
         print(f"{path} -> {target}  PSNR {float(psnr(recon, image)[0]):.2f} dB")
     return 1 if failed else 0

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from unilip.errors import UniLIPError
 
-__all__ = ["check_state_dict", "load_safetensors_subset", "load_state_dict_strict", "resolve_pretrained",
-           "save_weights_and_config"]
+__all__ = ["check_state_dict", "load_safetensors_subset", "load_state_dict_strict", "read_config_json",
+           "resolve_pretrained", "save_weights_and_config"]
 
 # Seconds to wait for the hub's metadata answer when online: a dead network fails in seconds, not minutes.
 _ETAG_TIMEOUT_S = 10.0
@@ -81,6 +81,27 @@ def resolve_pretrained(name_or_path: str, what: str, allow_patterns: list[str] |
             f"cannot get {what}: {name_or_path!r} is not a local directory, not in the Hugging Face cache, and "
             f"downloading it failed ({type(err).__name__}: {err}); {fetch}"
         ) from err
+
+
+#: A model folder's config.json is a few KB; a larger one is not a config (and would be read whole into memory).
+_MAX_CONFIG_JSON_BYTES = 4 << 20
+
+
+def read_config_json(path: str | Path, what: str) -> dict:
+    """The JSON object in ``path`` (a model folder's config.json), or one UniLIPError naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UniLIPError(f"{what}: {path} is missing; the folder is not a complete save_pretrained() output")
+    if path.stat().st_size > _MAX_CONFIG_JSON_BYTES:
+        raise UniLIPError(f"{what}: {path} is {path.stat().st_size} bytes, too large for a config")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise UniLIPError(f"{what}: {path} is not valid JSON ({type(err).__name__}: {str(err)[:200]}); "
+                          "re-save or re-download the folder") from None
+    if not isinstance(data, dict):
+        raise UniLIPError(f"{what}: {path} holds a {type(data).__name__}, not a JSON object of settings")
+    return data
 
 
 def _weight_files(directory: Path, prefixes: tuple[str, ...]) -> list[Path]:

@@ -119,8 +119,13 @@ def test_broken_checkpoints_raise_and_load_nothing(mini, tmp_path):
         UniLIPTokenizer.from_pretrained(tmp_path)
 
     (tmp_path / "config.json").write_text("{")
-    with pytest.raises(UniLIPError, match="cannot read"):
+    with pytest.raises(UniLIPError, match="config.json is not valid JSON"):
         UniLIPTokenizer.from_pretrained(tmp_path)
+
+    for text, problem in (("[1, 2]", "holds a list"), ("null", "holds a NoneType")):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(UniLIPError, match=problem):
+            UniLIPTokenizer.from_pretrained(tmp_path)
 
     # Strict loading into an existing model changes nothing when any key is wrong.
     before = {k: v.clone() for k, v in mini.state_dict().items()}

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from unilip.errors import ImageLoadError, UniLIPError
 
 __all__ = [
+    "DEFAULT_MAX_ASPECT",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SkipCounter",
@@ -42,6 +43,9 @@ logger = logging.getLogger("unilip.data")
 #: Largest image (width * height) decoded by default: 64 megapixels (e.g. 8000x8000) is far above any training or
 #: inference resolution, yet a few hundred MB of RGB at most, so a hostile or broken file cannot exhaust memory.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+#: Longest side over shortest side accepted by default (panoramas are ~4:1; a 1 x 500,000 strip is an attack).
+DEFAULT_MAX_ASPECT = 32.0
 
 #: File suffixes (lowercase) that :func:`list_image_files` treats as images.
 IMAGE_EXTENSIONS = frozenset(
@@ -62,7 +66,8 @@ _WHITE = 255
 # --------------------------------------------------------------------------------------------------------------
 
 
-def load_image(src: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
+def load_image(src: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, max_aspect: float | None = DEFAULT_MAX_ASPECT,
+               name: str | None = None) -> Image.Image:
     """Return ``src`` as a new RGB (8 bits per channel) PIL image, or raise :class:`ImageLoadError`.
 
     ``src`` may be a path (``str`` / ``os.PathLike``), encoded image bytes (``bytes``/``bytearray``/``memoryview``),
@@ -72,23 +77,36 @@ def load_image(src: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: s
 
     ``max_pixels`` is the decompression-bomb guard: an image whose width*height exceeds it is refused, for encoded
     sources from the header before any pixel is decoded. ``None`` disables it (Pillow's own hard limit, twice
-    ``Image.MAX_IMAGE_PIXELS``, still applies to encoded data). ``name`` is what error messages call the source.
+    ``Image.MAX_IMAGE_PIXELS``, still applies to encoded data). ``max_aspect`` refuses images longer than that many
+    times their width (or wider than their height): a 1 x 500,000 strip passes the pixel cap, but resizing its short
+    side to the model's size would make it 64 x 32 M. ``name`` is what error messages call the source.
     """
     if isinstance(src, Image.Image):
-        return _from_pil(src, max_pixels, name or _pil_name(src))
-    if isinstance(src, (str, os.PathLike)):
-        return _from_path(Path(src), max_pixels, name or str(src))
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(src), max_pixels, name or "<bytes>")
-    if isinstance(src, np.ndarray) or _is_tensor_like(src):
-        return _from_array(src, max_pixels, name or "<array>")
-    if hasattr(src, "read"):
-        return _from_file_object(src, max_pixels, name or _file_object_name(src))
-    raise ImageLoadError(
-        name or f"<{type(src).__name__}>",
-        f"unsupported source type {type(src).__name__} (expected a path, bytes, a binary file object, "
-        "a PIL image, a numpy array or a torch tensor)",
-    )
+        label = name or _pil_name(src)
+        img = _from_pil(src, max_pixels, label)
+    elif isinstance(src, (str, os.PathLike)):
+        label = name or str(src)
+        img = _from_path(Path(src), max_pixels, label)
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        img = _from_bytes(bytes(src), max_pixels, label)
+    elif isinstance(src, np.ndarray) or _is_tensor_like(src):
+        label = name or "<array>"
+        img = _from_array(src, max_pixels, label)
+    elif hasattr(src, "read"):
+        label = name or _file_object_name(src)
+        img = _from_file_object(src, max_pixels, label)
+    else:
+        raise ImageLoadError(
+            name or f"<{type(src).__name__}>",
+            f"unsupported source type {type(src).__name__} (expected a path, bytes, a binary file object, "
+            "a PIL image, a numpy array or a torch tensor)",
+        )
+    w, h = img.size
+    if max_aspect is not None and max(w, h) > max_aspect * min(w, h):
+        raise ImageLoadError(label, f"aspect ratio {w}x{h} is more extreme than {max_aspect:g}:1 (resizing its short "
+                                    "side would make a huge image; crop it, or raise max_aspect)")
+    return img
 
 
 def load_image_array(src: Any, **kw: Any) -> np.ndarray:

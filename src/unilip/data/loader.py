@@ -42,6 +42,7 @@ from torch.utils.data import (
     get_worker_info,
 )
 
+from unilip.checks import MAX_RESIZED_PIXELS
 from unilip.data.images import SkipCounter
 from unilip.data.sources import ImageSource, decode_item
 from unilip.errors import ConfigError, ImageLoadError, UniLIPError
@@ -80,6 +81,10 @@ def resize_shorter_side(img: Image.Image, size: int) -> Image.Image:
         new = (size, max(size, round(h * size / w)))
     else:
         new = (max(size, round(w * size / h)), size)
+    if new[0] * new[1] > MAX_RESIZED_PIXELS:  # bounded before Pillow allocates it
+        raise ImageLoadError(getattr(img, "filename", "") or f"<{w}x{h} image>",
+                             f"resizing its shorter side to {size} px would make {new[0]}x{new[1]} pixels, over the "
+                             f"limit of {MAX_RESIZED_PIXELS:,}; use a smaller size or a less elongated image")
     return img.resize(new, Image.BICUBIC, reducing_gap=None)
 
 

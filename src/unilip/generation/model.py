@@ -172,16 +172,17 @@ class UniLIPGenerator(nn.Module):
         the saved latent shape must match what it implies, so a generator never meets a tokenizer it was not made for.
         """
         from unilip.config import GeneratorConfig
-        from unilip.hub import load_state_dict_strict, resolve_pretrained
+        from unilip.config_io import from_dict
+        from unilip.hub import load_safetensors_subset, load_state_dict_strict, read_config_json, resolve_pretrained
 
         directory = resolve_pretrained(str(directory_or_repo), f"the UniLIP generator {directory_or_repo}",
                                        [CONFIG_NAME, WEIGHTS_NAME])
+        saved = read_config_json(directory / CONFIG_NAME, f"the UniLIP generator in {directory}")
         try:
-            saved = json.loads((directory / CONFIG_NAME).read_text())
             if saved.get("format") != GENERATOR_FORMAT:
                 raise ValueError(f"format is {saved.get('format')!r}, not {GENERATOR_FORMAT!r}")
-            gen_cfg = GeneratorConfig(**saved["generator"])
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            gen_cfg = from_dict(GeneratorConfig, saved.get("generator"), "generator")  # typed and range-checked
+        except (ValueError, KeyError, TypeError) as err:
             raise UniLIPError(f"cannot read the generator config {directory / CONFIG_NAME}: {err}") from err
         cfg = copy.deepcopy(cfg) if cfg is not None else _geometry_of(mllm, tokenizer)
         cfg.generator = replace(gen_cfg, dit_pretrained=None)  # the weights below hold the DiT
@@ -193,9 +194,9 @@ class UniLIPGenerator(nn.Module):
             raise UniLIPError(f"the generator in {directory} generates in the {space} latent space; "
                               + ("pass that autoencoder" if autoencoder is None else "it takes no autoencoder"))
         model = cls(cfg, mllm, tokenizer, saved.get("condition_mode", "dual"), autoencoder)
-        from safetensors.torch import load_file
-
-        state = load_file(str(directory / WEIGHTS_NAME))
+        if not (directory / WEIGHTS_NAME).is_file():
+            raise UniLIPError(f"the UniLIP generator in {directory}: {WEIGHTS_NAME} is missing")
+        state = load_safetensors_subset(directory, ("",))
         frozen = {k: v for k, v in model.state_dict().items() if k not in model.trained_state_dict()}
         load_state_dict_strict(model, {**frozen, **state}, f"the generator weights in {directory}")
         return model

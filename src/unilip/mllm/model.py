@@ -112,15 +112,30 @@ class MLLM(nn.Module):
         Loaded in ``dtype`` (float32 by default, whatever the file stores: the bundled weights are fp16)."""
         from transformers import AutoTokenizer, InternVLForConditionalGeneration
 
-        from unilip.hub import resolve_pretrained
+        from unilip.hub import read_config_json, resolve_pretrained
 
         directory = resolve_pretrained(str(path_or_repo), f"the MLLM {path_or_repo}")
+        what = f"the MLLM in {directory}"
+        read_config_json(directory / "config.json", what)  # a list, null or truncated config: one line, not a traceback
+        if not any(directory.glob("*.safetensors")):
+            raise UniLIPError(f"{what}: no *.safetensors weights (pickled .bin files are never read; convert them "
+                              "with transformers' save_pretrained(safe_serialization=True))")
         _quiet_transformers()
         try:
-            model = InternVLForConditionalGeneration.from_pretrained(directory, dtype=dtype)
+            model, info = InternVLForConditionalGeneration.from_pretrained(directory, dtype=dtype,
+                                                                           output_loading_info=True)
             tokenizer = AutoTokenizer.from_pretrained(directory)
-        except (OSError, ValueError) as err:
-            raise UniLIPError(f"cannot load the MLLM from {directory}: {err}") from err
+        except Exception as err:  # transformers' and safetensors' many error types for a broken folder
+            raise UniLIPError(f"cannot load {what}: {type(err).__name__}: {str(err)[:300]}") from err
+        # transformers fills missing tensors with random values and only warns: a half-random MLLM would answer,
+        # condition and export garbage without a word, so every tensor must come from the files
+        problems = {kind: sorted(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if any(problems.values()):
+            listed = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(map(str, keys[:5]))}"
+                               + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
+                               for kind, keys in problems.items() if keys)
+            raise UniLIPError(f"{what}: the weights do not match the config ({listed}); nothing was loaded — "
+                              "re-save or re-download the folder")
         return cls(model.eval(), tokenizer)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unilip.checks import MAX_INPUT_PIXELS, MAX_TEXT_CHARS
 from unilip.errors import UniLIPError
 
 logger = logging.getLogger("unilip.serve")
@@ -40,9 +41,9 @@ class Limits:
     size, 448 px for 1B/3B, so nothing useful is lost); the text cap keeps prompts within what the MLLM reads.
     """
 
-    max_pixels: int = 4096 * 4096  # 16.8 MP: any photo, not a decompression bomb
+    max_pixels: int = MAX_INPUT_PIXELS  # 16.8 MP: any photo, not a decompression bomb (as on the command line)
     max_upload_mb: int = 20
-    max_text_chars: int = 300
+    max_text_chars: int = MAX_TEXT_CHARS  # as on the command line and in the Python API
     steps: tuple[int, int] = (1, 100)
     guidance: tuple[float, float] = (1.0, 20.0)
     seed: tuple[int, int] = (0, 2**31 - 1)

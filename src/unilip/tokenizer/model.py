@@ -21,6 +21,7 @@ from unilip.errors import UniLIPError
 from unilip.hub import (
     load_safetensors_subset,
     load_state_dict_strict,
+    read_config_json,
     resolve_pretrained,
     save_weights_and_config,
 )
@@ -144,10 +145,7 @@ class UniLIPTokenizer(nn.Module):
         """
         directory = resolve_pretrained(str(directory_or_repo), f"the UniLIP tokenizer {directory_or_repo}",
                                        [CONFIG_NAME, WEIGHTS_NAME])
-        try:
-            config = json.loads((directory / CONFIG_NAME).read_text())
-        except (OSError, ValueError) as err:
-            raise UniLIPError(f"cannot read {directory / CONFIG_NAME}: {err}") from err
+        config = read_config_json(directory / CONFIG_NAME, f"the UniLIP tokenizer in {directory}")
         model = cls.from_config_dict(config)
         state = load_safetensors_subset(directory, ("",))
         load_state_dict_strict(model, state, f"the tokenizer weights in {directory}")
