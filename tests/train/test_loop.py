@@ -117,8 +117,74 @@ def test_refuses_to_overwrite_checkpoints_and_ignores_partial_saves(tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):
-    with pytest.raises(UniLIPError, match="step 4"):
+    # the fifth update (loop index 4) is the one metrics.jsonl would call step 5; checkpoint 3 is the last good one
+    with pytest.raises(UniLIPError, match=r"diverged at step 5: the loss is nan.*checkpoint-0000003.*--resume"):
         train(ToyTask(fail_at=4), _loop(tmp_path, 10), OPTIM)
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+class PoisonTask(ToyTask):
+    """The loss stays finite but the update at ``poison_at`` writes NaN into a trained weight (a bad kernel, a
+    bit flip): only a check of the weights themselves can keep it out of the checkpoint."""
+
+    def __init__(self, poison_at=None, **kw):
+        super().__init__(**kw)
+        self.poison_at = poison_at
+
+    def step(self, model, batch, step):
+        out = super().step(model, batch, step)
+        if step == self.poison_at:
+            with torch.no_grad():
+                self.model[3].bias.fill_(float("nan"))
+        return out
+
+
+def test_poisoned_weights_are_never_checkpointed_and_resume_continues(tmp_path):
+    with pytest.raises(UniLIPError, match=r"diverged at step 6: 2 weight tensors are not finite .*checkpoint-0000003"):
+        train(PoisonTask(poison_at=5), _loop(tmp_path, 9), OPTIM)  # update 6 poisons; its checkpoint is refused
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000003"]
+    assert not list(tmp_path.glob("*.tmp"))
+    task = PoisonTask(seed=5)  # the same run without the fault, resumed with a lower learning rate
+    train(task, _loop(tmp_path, 9), OptimConfig(lr=5e-3, warmup_steps=2, weight_decay=0.1), resume=True)
+    assert all(torch.isfinite(v).all() for v in task.saved.values())
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000006", "checkpoint-0000009"]
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+
+    from unilip.train import checkpoint
+
+    train(ToyTask(), _loop(tmp_path, 3), OPTIM)
+    real = checkpoint.save_model
+
+    def full(model, path, *a, **k):
+        real(model, path, *a, **k)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_model", full)
+    with pytest.raises(UniLIPError, match=r"No space left on device.*checkpoint-0000006\.tmp was removed.*"
+                                          r"checkpoint-0000003, is intact"):
+        train(ToyTask(), _loop(tmp_path, 6), OPTIM, resume=True)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint-")] == ["checkpoint-0000003"]
+    monkeypatch.setattr(checkpoint, "save_model", real)
+    train(ToyTask(), _loop(tmp_path, 6), OPTIM, resume=True)  # space freed: it goes on from step 3
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-0000003", "checkpoint-0000006"]
+
+
+def test_resume_saves_the_same_rng_states_and_logs_each_step_once(tmp_path):
+    train(ToyTask(), _loop(tmp_path / "a", 6), OPTIM)
+    train(ToyTask(), _loop(tmp_path / "b", 3), OPTIM)
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:  # killed after logging steps 4 and 5, before checkpoint 6
+        f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + json.dumps({"step": 5, "loss": 9.0}) + "\n{\"step\": 6, \"lo")
+    train(ToyTask(seed=1), _loop(tmp_path / "b", 6), OPTIM, resume=True)
+    for name in ("rng-0.json", "state.json"):
+        assert (tmp_path / "a" / "checkpoint-0000006" / name).read_text() == \
+            (tmp_path / "b" / "checkpoint-0000006" / name).read_text(), name
+    logged = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in logged] == [r["loss"] for r in straight]
 
 
 def test_ema_warmup_and_swap():

@@ -82,21 +82,29 @@ def write_checkpoint(
     """Write ``checkpoint-<step>`` atomically from every process (each writes its RNG state), keep the newest ``keep``."""
     final = root / f"{_PREFIX}{step:07d}"
     tmp = root / f"{_PREFIX}{step:07d}.tmp"
-    if is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier()
-    (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
-    if is_main:
-        save_model(model, str(tmp / "model.safetensors"))
-        from safetensors.torch import save_file
+    try:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        barrier()
+        (tmp / f"rng-{rank}.json").write_text(json.dumps(rng_state()))
+        if is_main:
+            save_model(model, str(tmp / "model.safetensors"))
+            from safetensors.torch import save_file
 
-        save_file(ema.state_dict(), str(tmp / "ema.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        if aux_model is not None:
-            save_model(aux_model, str(tmp / "aux_model.safetensors"))
-            torch.save(aux_optimizer.state_dict(), tmp / "aux_optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+            save_file(ema.state_dict(), str(tmp / "ema.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            if aux_model is not None:
+                save_model(aux_model, str(tmp / "aux_model.safetensors"))
+                torch.save(aux_optimizer.state_dict(), tmp / "aux_optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    except (OSError, RuntimeError) as err:  # a full disk, a quota, a vanished folder: nothing half-written stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = list_checkpoints(root)
+        reason = getattr(err, "strerror", None) or str(err)[:200]
+        raise UniLIPError(f"cannot write the checkpoint of step {step} in {root} ({reason}); the partial {tmp.name} "
+                          f"was removed and the newest checkpoint, {previous[-1].name if previous else 'none'}, is "
+                          "intact: free space, then --resume") from err
     barrier()
     if is_main:
         shutil.rmtree(final, ignore_errors=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -236,7 +237,10 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
     task.train_mode()
 
     autocast = (lambda: torch.autocast(acc.device.type, dtype=torch.bfloat16)) if loop.mixed_precision == "bf16" else nullcontext
-    writer = _summary_writer(out) if acc.is_main_process else None
+    if acc.is_main_process and start:
+        for log in ("metrics.jsonl", "eval.jsonl"):  # the steps after the checkpoint are redone: log them once
+            _forget_after(out / log, start)
+    writer = _summary_writer(out, purge_step=start + 1 if start else None) if acc.is_main_process else None
     import sys
 
     bar = tqdm(total=loop.max_steps, initial=start, disable=not (loop.progress and acc.is_main_process), unit="step",
@@ -251,12 +255,14 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
             with autocast():
                 result = task.step(wrapped, batch, step)
             loss = result.loss
-            if not torch.isfinite(loss.detach()):
-                raise UniLIPError(f"the loss is not finite at step {step} ({result.logs}); lower the learning rate or check the data")
+            if not torch.isfinite(loss.detach()):  # step + 1: the number this update would have in metrics.jsonl
+                raise _diverged(out, step + 1, f"the loss is {float(loss.detach())} ({result.logs})")
             optimizer.zero_grad(set_to_none=True)
             acc.backward(loss)
             if optim.grad_clip > 0:
                 result.logs["grad_norm"] = float(acc.clip_grad_norm_(wrapped.parameters(), optim.grad_clip))
+                if not math.isfinite(result.logs["grad_norm"]):  # before the update: the weights stay good
+                    raise _diverged(out, step + 1, f"the gradient norm is {result.logs['grad_norm']}")
             optimizer.step()
             if aux_wrapped is not None:
                 with autocast():
@@ -282,6 +288,7 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
             if acc.is_main_process and loop.report_every and (step % loop.report_every == 0 or step == loop.max_steps):
                 _with_ema(task, model, ema, lambda: task.report(model, step, out))
             if step % loop.save_every == 0 or step == loop.max_steps:
+                _check_weights_finite(model, ema, out, step)  # never checkpoint poison
                 write_checkpoint(out, step, is_main=acc.is_main_process, rank=acc.process_index, barrier=acc.wait_for_everyone,
                                  model=model, ema=ema, optimizer=_inner(optimizer), state={"data_step": step},
                                  aux_model=task.aux_model, aux_optimizer=_inner(aux_optimizer) if aux_optimizer else None,
@@ -297,6 +304,22 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
         acc.wait_for_everyone()
         acc.end_training()
     return out
+
+
+def _diverged(out: Path, step: int, what: str) -> UniLIPError:
+    """The error of a non-finite step: where the newest good checkpoint is and how to go on from it."""
+    good = list_checkpoints(out)
+    where = (f"the newest checkpoint, {good[-1].name}, predates it: continue from it with --resume and a lower "
+             "optim.lr" if good else "no checkpoint was written yet: restart with a lower optim.lr")
+    return UniLIPError(f"training diverged at step {step}: {what}; {where} (or check the data)")
+
+
+def _check_weights_finite(model: nn.Module, ema: EMA, out: Path, step: int) -> None:
+    """Refuse to checkpoint weights (live or EMA) holding NaN or inf: the previous checkpoint stays the newest."""
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p.detach()).all()]
+    bad += [f"ema.{name}" for name, t in ema.shadow.items() if not torch.isfinite(t).all()]
+    if bad:
+        raise _diverged(out, step, f"{len(bad)} weight tensors are not finite (e.g. {', '.join(bad[:3])})")
 
 
 def _check_ranks_agree(acc, model: nn.Module, out: Path) -> None:
@@ -335,13 +358,31 @@ def _with_ema(task: TrainTask, model: nn.Module, ema: EMA, fn) -> None:
         task.train_mode()
 
 
-def _summary_writer(out: Path):
+def _summary_writer(out: Path, purge_step: int | None = None):
+    """TensorBoard's writer; ``purge_step`` drops events from that step on (those a resumed run redoes)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # pragma: no cover - tensorboard is a dependency; keep training if it breaks
         logger.warning("tensorboard is not importable; scalars go to metrics.jsonl only")
         return None
-    return SummaryWriter(str(out / "tensorboard"))
+    return SummaryWriter(str(out / "tensorboard"), purge_step=purge_step)
+
+
+def _forget_after(path: Path, step: int) -> None:
+    """Drop the lines of ``metrics.jsonl`` logged after ``step`` (atomically): a resumed run logs them again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            if json.loads(line).get("step", 0) > step:
+                continue
+        except ValueError:  # a line cut by the kill
+            continue
+        kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _log(out: Path, writer, step: int, logs: dict[str, float]) -> None:
