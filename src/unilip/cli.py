@@ -380,6 +380,9 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     from unilip.data.sources import open_source
     from unilip.eval.recon import evaluate_reconstruction, write_results
 
+    source = open_source(args.data)  # a missing folder or an endless source is refused before any model loads
+    if args.n is None and (getattr(source, "iterable", False) or getattr(source, "infinite", False)):
+        raise UniLIPError(f"{args.data} has no end (a stream or a generated world): pass --n, the number of images")
     model = _load_tokenizer(args.model)
     reference = _load_tokenizer(args.reference).encoder if args.reference else None
     lpips = rfid = None
@@ -392,7 +395,7 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
 
         rfid = rfid_metric(args.fid_weights)
     size = args.size or model.image_size
-    rows, summary = evaluate_reconstruction(model, open_source(args.data), size, n=args.n, batch_size=args.batch_size,
+    rows, summary = evaluate_reconstruction(model, source, size, n=args.n, batch_size=args.batch_size,
                                             reference=reference, pad_to_multiple=args.pad, lpips=lpips, rfid=rfid)
     summary.update({"model": str(args.model), "data": args.data, "reference": args.reference or "the model's own encoder"})
     out, table = write_results(rows, summary, args.out)

@@ -187,6 +187,17 @@ def test_resume_saves_the_same_rng_states_and_logs_each_step_once(tmp_path):
     assert [r["loss"] for r in logged] == [r["loss"] for r in straight]
 
 
+def test_a_run_that_never_trained_leaves_nothing_and_never_overwrites_a_config(tmp_path):
+    with pytest.raises(UniLIPError, match="diverged at step 1"):
+        train(ToyTask(fail_at=0), _loop(tmp_path / "new", 5), OPTIM, config={"a": 1})
+    assert not (tmp_path / "new").exists()
+    train(ToyTask(), _loop(tmp_path / "run", 3), OPTIM, config={"a": 1})
+    before = (tmp_path / "run" / "config.yaml").read_text()
+    with pytest.raises(UniLIPError, match="--resume"):
+        train(ToyTask(), _loop(tmp_path / "run", 6), OPTIM, config={"a": 2})
+    assert (tmp_path / "run" / "config.yaml").read_text() == before
+
+
 def test_ema_warmup_and_swap():
     model = nn.Linear(2, 1)
     ema = EMA(model, decay=0.999)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unilip.errors import UniLIPError
 from unilip.eval.metrics import FeatureFrechet, psnr, ssim, ssim_official
 
 
@@ -48,9 +49,11 @@ def evaluate_reconstruction(
     reference = (reference or model.encoder).eval()
     fd = FeatureFrechet()
     skipped = SkipCounter(what="images")
-    total = n if n is not None else (None if getattr(source, "iterable", False) else len(source))
-    if total is None:
-        raise ValueError("an iterable source needs n (the number of images to evaluate)")
+    endless = getattr(source, "iterable", False) or getattr(source, "infinite", False)
+    total = n if n is not None else (None if endless else len(source))
+    if total is None:  # a stream or the mini world (10^9 scenes) would never end
+        raise UniLIPError(f"{getattr(source, 'name', 'this source')} has no end (a stream or a generated world): "
+                          "pass --n, the number of images to evaluate")
     rows: list[dict[str, Any]] = []
     names: list[str] = []
     batch: list[torch.Tensor] = []

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -197,17 +198,30 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
     states, step and data position) and training continues as if it had never stopped.
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     out = Path(loop.output_dir)
+    if list_checkpoints(out) and not resume:  # before anything is written: the run's config.yaml stays its own
+        raise UniLIPError(f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir")
     torch.manual_seed(loop.seed)
+    created = acc.is_main_process and not out.exists()
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if config is not None:
             from unilip.config_io import save_config
 
             save_config(config, out / "config.yaml")
+    try:
+        return _train(acc, task, loop, optim, out, resume)
+    except BaseException:
+        if created and not list_checkpoints(out) and not (out / "metrics.jsonl").exists():
+            shutil.rmtree(out, ignore_errors=True)  # a run that never trained a step leaves no folder behind
+        raise
+
+
+def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path, resume: bool) -> Path:
+    """The loop of :func:`train`, in ``out`` (created)."""
+    from tqdm.auto import tqdm
 
     model = task.model
     if loop.gradient_checkpointing:
@@ -227,8 +241,6 @@ def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = 
                                 aux_model=task.aux_model, aux_optimizer=aux_optimizer)
         start = state["step"]
         logger.info("resumed from %s at step %d", checkpoints[-1], start)
-    elif checkpoints and not resume:
-        raise UniLIPError(f"{out} already holds checkpoints; pass --resume to continue, or choose another output_dir")
 
     wrapped, optimizer = acc.prepare(model, optimizer)
     aux_wrapped = acc.prepare(task.aux_model) if task.aux_model is not None else None
