@@ -90,3 +90,53 @@ def test_the_page_has_four_tabs_wired_to_the_handlers(gradio_required, models, t
     assert gallery == [] and status.startswith("Error: the prompt is empty")
     gallery, status = apis["generate"].fn("a red circle", 2, 2.0, 0, 2)
     assert len(gallery) == 2 and status.startswith("2 images")
+
+
+def _multipart(n_files: int) -> tuple[bytes, str]:
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a{i}.png"\r\n'
+             f"Content-Type: image/png\r\n\r\nnot really a png\r\n".encode() for i in range(n_files)]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_uploads_are_bounded_per_request_and_deleted_soon(gradio_required):
+    """A running server (in-process, on a free port): one upload request carries at most MAX_FILES_PER_UPLOAD files,
+    and an upload is gone a few seconds after its time to live, while the server keeps running."""
+    import json
+    import re
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from unilip.serve.handlers import Limits
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = app.start(port=port, limits=Limits(upload_ttl_s=2), log=lambda *a: None)
+    try:
+        def upload(n):
+            body, kind = _multipart(n)
+            request = urllib.request.Request(server.url + "gradio_api/upload", data=body, headers={"Content-Type": kind})
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return json.loads(r.read())
+
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            upload(app.MAX_FILES_PER_UPLOAD + 1)
+        stored = [Path(p) for p in upload(app.MAX_FILES_PER_UPLOAD)]
+        assert len(stored) == app.MAX_FILES_PER_UPLOAD and all(p.is_file() for p in stored)
+        deadline = time.monotonic() + 30
+        while any(p.exists() for p in stored) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in stored), "uploads outlived their time to live"
+        with urllib.request.urlopen(server.url + "config", timeout=30) as r:  # the examples' files are kept
+            config = r.read().decode()
+        examples = {Path(p) for p in re.findall(r'"(/[^"]+\.png)"', config)}
+        assert examples and all(p.is_file() for p in examples)
+        with urllib.request.urlopen(server.url, timeout=30) as r:  # the page still answers
+            assert r.status == 200
+    finally:
+        server.close()

@@ -12,7 +12,9 @@ What this layer adds to the handlers, and why:
   limit with a clear message for a corrupt, empty or huge file. Every message goes to the tab's status box, so bad
   input never leaves the page in an error state, and unexpected failures are logged and reported in one line.
 - **Bounded work.** All four tabs share one concurrency group (the models are shared), and the queue holds at most
-  ``queue_size`` waiting requests; uploads over ``Limits.max_upload_mb`` are refused by Gradio's upload route.
+  ``queue_size`` waiting requests; uploads over ``Limits.max_upload_mb`` are refused by Gradio's upload route, one
+  request carries at most ``MAX_FILES_PER_UPLOAD`` files, and uploads are deleted ``Limits.upload_ttl_s`` after arrival
+  (Gradio's ``delete_cache``), not only at exit.
 - **Nothing reaches the internet.** Analytics, the version check, share links, monitoring, MCP, PWA, SSR and the
   run history are off, and the default theme's fonts ship with Gradio, so the page works on a closed network.
 """
@@ -53,6 +55,32 @@ def prepare_environment(workdir: str | Path) -> Path:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     return uploads
+
+
+#: Files one upload request may carry: each image widget sends one (Gradio's own route takes up to 1000).
+MAX_FILES_PER_UPLOAD = 4
+
+def cap_upload_files(max_files: int = MAX_FILES_PER_UPLOAD) -> None:
+    """Make Gradio's multipart parser refuse requests with more than ``max_files`` files (HTTP 400).
+
+    Gradio's upload route hard-codes 1000 files per request, each up to the size limit: a few requests could fill
+    the disk. The route builds ``route_utils.GradioMultiPartParser`` at each request, so capping that class's
+    ``max_files`` bounds every upload route without touching Gradio's code. Idempotent."""
+    from gradio import route_utils
+
+    parser = route_utils.GradioMultiPartParser
+    if getattr(parser, "_unilip_cap", None) == max_files:
+        return
+    base = getattr(parser, "_unilip_base", parser)
+
+    class Capped(base):
+        _unilip_cap, _unilip_base = max_files, base
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.max_files = min(self.max_files, max_files)
+
+    route_utils.GradioMultiPartParser = Capped
 
 
 def require_gradio() -> None:
@@ -169,7 +197,7 @@ def build_app(models: h.DemoModels, examples: h.Examples, uploads: str | Path, l
         return gr.Textbox(label="Status", elem_id=elem_id, interactive=False, lines=2)
 
     where = "the bundled mini weights" if models.name == "mini" else html.escape(models.name)
-    with gr.Blocks(title="UniLIP demo", analytics_enabled=False) as demo:
+    with gr.Blocks(title="UniLIP demo", analytics_enabled=False, delete_cache=(max(1, min(60, limits.upload_ttl_s // 5)), limits.upload_ttl_s)) as demo:
         gr.Markdown(f"# UniLIP demo\nOne CLIP-like encoder that reconstructs, understands, generates and edits. "
                     f"Model: {where} ({models.image_size} px, {models.device}). Uploads up to "
                     f"{limits.max_upload_mb} MB and {limits.max_pixels / 1e6:.1f} megapixels; text up to "
@@ -273,6 +301,7 @@ def start(model: str = "mini", host: str = "127.0.0.1", port: int = 7860, expose
             f"warmed up in {h.warm_up(models, examples):.1f} s")
         import gradio as gr
 
+        cap_upload_files()
         blocks = build_app(models, examples, uploads, limits, concurrency)
         blocks.queue(max_size=queue_size, default_concurrency_limit=concurrency)
         try:

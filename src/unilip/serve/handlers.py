@@ -43,6 +43,7 @@ class Limits:
 
     max_pixels: int = MAX_INPUT_PIXELS  # 16.8 MP: any photo, not a decompression bomb (as on the command line)
     max_upload_mb: int = 20
+    upload_ttl_s: int = 300  # an upload is deleted this long after it arrived (enough to click a few tabs)
     max_text_chars: int = MAX_TEXT_CHARS  # as on the command line and in the Python API
     steps: tuple[int, int] = (1, 100)
     guidance: tuple[float, float] = (1.0, 20.0)
