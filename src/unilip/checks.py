@@ -81,4 +81,8 @@ def check_text(name: str, value: Any, max_chars: int = MAX_TEXT_CHARS) -> str:
         raise UniLIPError(f"{name}: {len(text)} characters; at most {max_chars} are allowed")
     if "\x00" in text:
         raise UniLIPError(f"{name}: contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line arrive as lone surrogates
+        raise UniLIPError(f"{name}: is not valid UTF-8 text (check the terminal's or the file's encoding)") from None
     return text

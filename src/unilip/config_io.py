@@ -89,6 +89,8 @@ def _yaml_load(text: str) -> Any:
         _check_expanded_size(data)
     except RecursionError:
         raise ConfigError("the YAML is nested too deeply (a config has a few levels)") from None
+    except ValueError as err:  # e.g. an integer of 100,000 digits (Python's int conversion limit)
+        raise ConfigError(f"a value cannot be read: {str(err)[:200]}") from None
     return data
 
 
@@ -377,6 +379,14 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             value = _yaml_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {_short(item)}: the value is not valid YAML ({_yaml_problem(err)})") from None
+        node = result
+        for i, part in enumerate(parts[:-1]):  # `a=5 a.b=1` (or the reverse) is a contradiction, not a merge
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {_short(item)}: {'.'.join(parts[:i + 1])} was set to a value by an earlier "
+                                  "override, so it has no keys")
+        if isinstance(node.get(parts[-1]), dict) and node[parts[-1]] and not isinstance(value, Mapping):
+            raise ConfigError(f"override {_short(item)}: {key} is a section (set by an earlier override); give its keys")
         for part in reversed(parts):
             value = {part: value}
         result = deep_merge(result, value)
@@ -414,16 +424,23 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return parse_yaml_mapping(text, str(path))
+
+
+def parse_yaml_mapping(text: str, where: str = "<text>") -> dict[str, Any]:
+    """The top-level mapping of a config's YAML text (empty text is ``{}``); ConfigError naming ``where`` otherwise.
+
+    Bounded: aliases may not expand past MAX_CONFIG_NODES values nor refer to themselves, nesting is limited."""
     try:
         data = _yaml_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML at {_yaml_problem(err)}") from None
+        raise ConfigError(f"{where}: invalid YAML at {_yaml_problem(err)}") from None
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of config keys, got {type(data).__name__}")
+        raise ConfigError(f"{where}: the top level must be a mapping of config keys, got {type(data).__name__}")
     return data
 
 
@@ -463,6 +480,9 @@ def load_config(
             chosen[f"{path}"] = file_data["preset"]
         if "preset" in override_data:
             chosen["the overrides"] = override_data["preset"]
+    for where, name in chosen.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"preset: expected a preset name (text) from {where}, got {_short(name, 60)}")
     names = set(chosen.values())
     if len(names) > 1:
         raise ConfigError("preset: conflicting presets: " + ", ".join(f"{_short(v, 60)} from {k}" for k, v in chosen.items()))

@@ -100,7 +100,8 @@ def read_config_json(path: str | Path, what: str) -> dict:
         raise UniLIPError(f"{what}: {path} is not valid JSON ({type(err).__name__}: {str(err)[:200]}); "
                           "re-save or re-download the folder") from None
     if not isinstance(data, dict):
-        raise UniLIPError(f"{what}: {path} holds a {type(data).__name__}, not a JSON object of settings")
+        kind = "null" if data is None else f"a {type(data).__name__}"
+        raise UniLIPError(f"{what}: {path} holds {kind}, not a JSON object of settings")
     return data
 
 
