@@ -101,3 +101,13 @@ def test_config_show_prints_loadable_yaml(tmp_path, capsys):
 
     cfg = load_config(UniLIPConfig, path)
     assert cfg.preset == "mini" and cfg.generator.cfg_scale == 3.0
+
+
+def test_a_strict_ascii_terminal_gets_escaped_text_not_a_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONIOENCODING": "ascii:strict"}
+    run_ = subprocess.run([UNILIP, "miniworld", "detect", str(tmp_path / "café.png")], capture_output=True, env=env,
+                          timeout=120)
+    err = run_.stderr.decode("ascii")  # every byte is ASCII: the é is escaped
+    assert run_.returncode == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("unilip: error:")] == [
+        f"unilip: error: cannot read image {tmp_path}/caf\\xe9.png: no such file"]

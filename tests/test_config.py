@@ -297,3 +297,83 @@ def test_dict_fields_are_replaced_not_merged(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("preset: mini\nminiworld:\n  sizes: {tiny: 0.1, huge: 0.4}\n")
     assert load_config(UniLIPConfig, path).miniworld.sizes == {"tiny": 0.1, "huge": 0.4}
+
+
+# ------------------------------------------------------------------------------------------- hostile config input
+
+
+def test_yaml_alias_bombs_recursion_and_deep_nesting_are_refused_before_expansion(tmp_path):
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels))
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: the YAML expands to more than 100000 values"):
+        load_config(UniLIPConfig, bomb)
+    (tmp_path / "r.yaml").write_text("a: &x [*x]\n")
+    with pytest.raises(ConfigError, match="refers to itself"):
+        load_config(UniLIPConfig, tmp_path / "r.yaml")
+    (tmp_path / "d.yaml").write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(UniLIPConfig, tmp_path / "d.yaml")
+    (tmp_path / "ok.yaml").write_text("mllm:\n  vision: &v {num_layers: 2}\n  language: {num_layers: 2}\n")
+    assert load_config(UniLIPConfig, tmp_path / "ok.yaml", preset="mini").mllm.vision.num_layers == 2  # aliases are fine
+
+
+def test_config_files_that_are_not_small_regular_utf8_files_are_refused_unread(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")  # opening it would block forever
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(UniLIPConfig, tmp_path / "fifo.yaml")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(UniLIPConfig, "/dev/zero")
+    (tmp_path / "big.yaml").write_text("#" * (2 << 20))
+    with pytest.raises(ConfigError, match="a config file is at most 1048576 bytes"):
+        load_config(UniLIPConfig, tmp_path / "big.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("preset: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(UniLIPConfig, tmp_path / "latin1.yaml")
+
+
+def test_error_messages_never_echo_unbounded_values():
+    with pytest.raises(ConfigError) as err:
+        load_config(UniLIPConfig, None, ["generator.cfg_scale=" + "x" * 100_000])
+    assert len(str(err.value)) < 400 and "(100002 characters)" in str(err.value)
+    with pytest.raises(ConfigError, match="cannot be read") as err:
+        load_config(UniLIPConfig, None, ["generator.cfg_scale=" + "9" * 100_000])  # past Python's int digits limit
+    assert len(str(err.value)) < 400
+    with pytest.raises(ConfigError) as err:
+        load_config(UniLIPConfig, None, ["k" * 10_000 + "=1"])
+    assert len(str(err.value)) < 1000
+
+
+def test_non_finite_and_out_of_range_numbers_name_their_key():
+    for override, message in (("generator.cfg_scale=.nan", r"generator\.cfg_scale: must be a finite number"),
+                              ("generator.cfg_scale=.inf", "must be a finite number"),
+                              ("miniworld.image_size=99999999999999999999", r"out of range \(\|value\| < 2\^63\)"),
+                              ("tokenizer.image_size=100000000", r"tokenizer\.image_size: at most 4096"),
+                              ("generator.num_inference_steps=5000", "at most 1000")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(UniLIPConfig, None, [override], preset="mini")
+    from unilip.train.loop import LoopConfig, OptimConfig
+
+    for cls, data, message in ((LoopConfig, {"ema_decay": 1.0}, r"ema_decay: must be in \[0, 1\)"),
+                               (LoopConfig, {"output_dir": " "}, "output_dir: is empty"),
+                               (LoopConfig, {"max_steps": 10**12}, r"max_steps: must be in \[1, 1000000000\]"),
+                               (OptimConfig, {"betas": [1.5, 0.9]}, r"betas\[0\]: must be in \[0, 1\)"),
+                               (OptimConfig, {"lr": 5.0}, r"lr: must be in \(0, 1\]")):
+        with pytest.raises(ConfigError, match=message):
+            from_dict(cls, data)
+
+
+def test_a_section_of_the_wrong_type_is_an_error_even_under_an_override(tmp_path):
+    (tmp_path / "c.yaml").write_text("generator: 5\n")
+    with pytest.raises(ConfigError, match=r"generator: expected mapping \(GeneratorConfig\), got 5"):
+        load_config(UniLIPConfig, tmp_path / "c.yaml", ["generator.cfg_scale=2"])
+    with pytest.raises(ConfigError, match="was set to a value by an earlier override"):
+        load_config(UniLIPConfig, None, ["generator=5", "generator.cfg_scale=2"])
+    with pytest.raises(ConfigError, match="is a section"):
+        load_config(UniLIPConfig, None, ["generator.cfg_scale=2", "generator=5"])
+    with pytest.raises(ConfigError, match="expected a preset name"):
+        load_config(UniLIPConfig, None, {"preset": {"a": 1}})

@@ -89,6 +89,8 @@ def _yaml_load(text: str) -> Any:
         _check_expanded_size(data)
     except RecursionError:
         raise ConfigError("the YAML is nested too deeply (a config has a few levels)") from None
+    except ConfigError:
+        raise
     except ValueError as err:  # e.g. an integer of 100,000 digits (Python's int conversion limit)
         raise ConfigError(f"a value cannot be read: {str(err)[:200]}") from None
     return data

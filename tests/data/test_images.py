@@ -470,3 +470,17 @@ def test_module_does_not_import_torch() -> None:
     code = "import sys, unilip.data.images; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_extreme_aspect_ratios_are_refused_and_resizes_are_bounded() -> None:
+    from unilip.data.loader import eval_transform
+
+    strip = Image.new("RGB", (1, 50_000))
+    with pytest.raises(ImageLoadError, match=r"strip: aspect ratio 1x50000 is more extreme than 32:1"):
+        load_image(strip, name="strip")
+    assert load_image(strip, max_aspect=None).size == (1, 50_000)  # the caller's choice stands
+    assert load_image(Image.new("RGB", (320, 10))).size == (320, 10)  # 32:1 itself is fine
+    tall = load_image(Image.new("RGB", (30, 900)))
+    assert eval_transform(tall, 64).shape == (3, 64, 64)
+    with pytest.raises(ImageLoadError, match=r"would make 4096x122880 pixels, over the limit of 64,000,000"):
+        eval_transform(tall, 4096)  # refused before Pillow allocates 1.5 GB

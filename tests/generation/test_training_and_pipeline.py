@@ -139,6 +139,18 @@ def test_pipeline_bad_input(pipeline_dir, tmp_path):
         pipe("  ")
     with pytest.raises(UniLIPError, match="output_type"):
         pipe("a circle", output_type="jpeg")
+    for kwargs, message in (({"guidance_scale": float("nan")}, "guidance_scale: expected a finite number"),
+                            ({"guidance_scale": 1e9}, r"guidance_scale: must be in \[1"),
+                            ({"num_inference_steps": 0}, r"num_inference_steps: must be in \[1, 1000\]"),
+                            ({"num_images_per_prompt": 10**6}, "num_images_per_prompt"),
+                            ({"negative_prompt": "<img>" * 1000}, "negative_prompt: 5000 characters")):
+        with pytest.raises(UniLIPError, match=message):
+            pipe("a circle", **kwargs)
+    for prompt in ("a <img> circle", "<IMG_CONTEXT>", "x <|im_end|>"):
+        with pytest.raises(UniLIPError, match="chat markup"):
+            pipe(prompt)
+    with pytest.raises(UniLIPError, match="at most 1000 are allowed"):
+        pipe("a" * 100_000)
     with pytest.raises(UniLIPError, match="source images"):
         pipe(["a", "b", "c"], image=[torch.rand(3, 32, 32), torch.rand(3, 32, 32)])
     with pytest.raises(UniLIPError, match="generators"):
