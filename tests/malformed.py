@@ -299,25 +299,56 @@ def run_case(argv: list[str], repo: Path, scratch: Path) -> dict:
             "left": left, "tail": text[-600:]}
 
 
-def main(inputs: str, results: str, only: str = "") -> None:
-    """Run every case (or those whose name contains ``only``) and write ``results`` (JSON: one row per case)."""
+def main(inputs: str, results: str, only: str = "", isolate: bool = False) -> None:
+    """Run every case (or those whose name contains ``only``) and write ``results`` (JSON: one row per case).
+
+    In one process by default (fast: one import of torch). ``isolate`` runs each case in its own process instead,
+    with a wall-clock limit: the alarm cannot interrupt a hang inside C code (a 500-megapixel resize), and an
+    out-of-memory kill takes the process with it; use it to measure code that may not survive its inputs."""
     import resource
+    import subprocess
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     repo = Path(__file__).resolve().parents[1]
     root = Path(inputs)
     scratch = root / "scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
+    if not isolate:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     rows = []
     for i, (category, name, argv) in enumerate(cases(root)):
         if only and only not in name:
             continue
-        row = {"category": category, "name": name, **run_case(argv, repo, scratch / f"{i:04d}")}
+        if isolate:
+            one = scratch / f"{i:04d}.json"
+            try:
+                done = subprocess.run([sys.executable, __file__, "--index", str(i), inputs, str(one)],
+                                      timeout=SECONDS + 60, capture_output=True, text=True)
+                row = json.loads(one.read_text()) if one.is_file() else {
+                    "rc": done.returncode, "outcome": "memory" if done.returncode < 0 else "traceback", "left": [],
+                    "tail": done.stderr[-600:]}
+            except subprocess.TimeoutExpired:
+                row = {"rc": None, "outcome": "hang", "left": [], "tail": ""}
+            shutil.rmtree(scratch / f"{i:04d}", ignore_errors=True)
+        else:
+            row = run_case(argv, repo, scratch / f"{i:04d}")
+        row = {"category": category, "name": name, **row}
         rows.append(row)
         print(f"{row['outcome']:9s} {category:16s} {name[:90]}", file=sys.__stderr__, flush=True)
     Path(results).write_text(json.dumps(rows, indent=1))
+
+
+def _one(index: int, inputs: str, result: str) -> None:
+    """Run case ``index`` alone (the child of ``main(isolate=True)``) and write its row."""
+    import resource
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+    root = Path(inputs)
+    _, _, argv = cases(root)[index]
+    row = run_case(argv, Path(__file__).resolve().parents[1], root / "scratch" / f"{index:04d}")
+    Path(result).write_text(json.dumps(row))
 
 
 def table(rows: list[dict]) -> str:
@@ -333,5 +364,9 @@ def table(rows: list[dict]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--make":
         make_inputs(Path(sys.argv[2]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--index":
+        _one(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--isolate":
+        main(*sys.argv[2:], isolate=True)
     else:
         main(*sys.argv[1:])
