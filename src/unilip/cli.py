@@ -29,36 +29,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"unilip: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _int(lo: int, hi: int):
-    """An argparse type: a whole number in [lo, hi] (checks.check_int), refused with the range otherwise."""
-    def parse(text: str) -> int:
-        from unilip.checks import check_int, short
+def _ranged(kind: str, check, lo, hi):
+    """An argparse type: ``check("value", text, lo, hi)`` (unilip.checks), its UniLIPError as argparse's error."""
+    def parse(text: str):
+        try:
+            return check("value", text, lo, hi)
+        except UniLIPError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
 
+    parse.__name__ = kind
+    return parse
+
+
+def _int(lo: int, hi: int):
+    """A whole number in [lo, hi]; the text must read as an int (``1e3`` and ``2.5`` are refused)."""
+    from unilip.checks import check_int, short
+
+    def check(name: str, text: str, lo: int, hi: int) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number in [{lo}, {hi}], got {short(text)}") from None
-        try:
-            return check_int("value", value, lo, hi)
-        except UniLIPError as err:
-            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
+            raise UniLIPError(f"{name}: expected a whole number in [{lo}, {hi}], got {short(text)}") from None
+        return check_int(name, value, lo, hi)
 
-    parse.__name__ = "int"
-    return parse
+    return _ranged("int", check, lo, hi)
 
 
 def _float(lo: float, hi: float):
-    """An argparse type: a finite number in [lo, hi]."""
-    def parse(text: str) -> float:
-        from unilip.checks import check_float
+    """A finite number in [lo, hi]."""
+    from unilip.checks import check_float
 
-        try:
-            return check_float("value", text, lo, hi)
-        except UniLIPError as err:
-            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
-
-    parse.__name__ = "float"
-    return parse
+    return _ranged("float", check_float, lo, hi)
 
 
 def _path(text: str) -> Path:
@@ -378,11 +379,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_eval_recon(args: argparse.Namespace) -> int:
     from unilip.data.sources import open_source
-    from unilip.eval.recon import evaluate_reconstruction, write_results
+    from unilip.eval.recon import evaluate_reconstruction, images_to_evaluate, write_results
 
     source = open_source(args.data)  # a missing folder or an endless source is refused before any model loads
-    if args.n is None and (getattr(source, "iterable", False) or getattr(source, "infinite", False)):
-        raise UniLIPError(f"{args.data} has no end (a stream or a generated world): pass --n, the number of images")
+    images_to_evaluate(source, args.n)
     model = _load_tokenizer(args.model)
     reference = _load_tokenizer(args.reference).encoder if args.reference else None
     lpips = rfid = None

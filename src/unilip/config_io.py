@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from unilip.checks import short
 from unilip.errors import ConfigError
 
 T = TypeVar("T")
@@ -167,14 +168,8 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    """``repr(value)`` cut to ``limit`` characters: an error message never echoes a megabyte of config."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _wrong_type(key: str, tp: Any, value: Any) -> ConfigError:
-    return ConfigError(f"{key}: expected {_type_name(tp)}, got {_short(value)} ({type(value).__name__})")
+    return ConfigError(f"{key}: expected {_type_name(tp)}, got {short(value)} ({type(value).__name__})")
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -202,7 +197,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         # `type(a) is type(value)` so that True does not pass for 1 (True == 1 in Python).
         if any(type(a) is type(value) and a == value for a in args):
             return value
-        raise ConfigError(f"{key}: {_short(value)} is not allowed; allowed: {list(args)}")
+        raise ConfigError(f"{key}: {short(value)} is not allowed; allowed: {list(args)}")
     if tp is bool:
         if isinstance(value, bool):  # only real booleans: not 0/1, not "yes"
             return value
@@ -210,7 +205,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if not -_INT_LIMIT <= value < _INT_LIMIT:  # beyond int64 no tensor, seed or size can hold it
-                raise ConfigError(f"{key}: {_short(value, 40)} is out of range (|value| < 2^63)")
+                raise ConfigError(f"{key}: {short(value, 40)} is out of range (|value| < 2^63)")
             return value
         raise _wrong_type(key, tp, value)
     if tp is float:
@@ -220,7 +215,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             except OverflowError:
                 number = math.inf
             if not math.isfinite(number):  # NaN / inf can only produce NaN weights or black images
-                raise ConfigError(f"{key}: must be a finite number (got {_short(value, 40)})")
+                raise ConfigError(f"{key}: must be a finite number (got {short(value, 40)})")
             return number
         raise _wrong_type(key, tp, value)
     if tp is str:
@@ -232,7 +227,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise _wrong_type(key, tp, value)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):  # fixed length: tuple[int, str]
             if len(value) != len(args):
-                raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} items: {_short(value)}")
+                raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} items: {short(value)}")
             return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         items = [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -241,7 +236,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise _wrong_type(key, tp, value)
         key_tp, value_tp = args
         return {
-            _convert(key_tp, k, f"{key} (key {_short(k, 60)})"): _convert(value_tp, v, _join(key, str(k)[:60]))
+            _convert(key_tp, k, f"{key} (key {short(k, 60)})"): _convert(value_tp, v, _join(key, str(k)[:60]))
             for k, v in value.items()
         }
     if dataclasses.is_dataclass(tp):
@@ -279,7 +274,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if name not in allowed:
             import difflib
 
-            shown = name if isinstance(name, str) and len(name) <= 80 else _short(name, 80)
+            shown = name if isinstance(name, str) and len(name) <= 80 else short(name, 80)
             close = difflib.get_close_matches(str(name)[:80], allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
@@ -374,21 +369,21 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         key = key.strip()
         parts = key.split(".")
         if not sep or not key or not all(p.strip() == p and p for p in parts):
-            raise ConfigError(f"override {_short(item)}: expected the form dotted.key=value, e.g. mllm.vision.num_layers=2")
+            raise ConfigError(f"override {short(item)}: expected the form dotted.key=value, e.g. mllm.vision.num_layers=2")
         if not text.strip():
-            raise ConfigError(f"override {_short(item)}: the value is empty; write {key}=null for None or {key}='' for ''")
+            raise ConfigError(f"override {short(item)}: the value is empty; write {key}=null for None or {key}='' for ''")
         try:
             value = _yaml_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {_short(item)}: the value is not valid YAML ({_yaml_problem(err)})") from None
+            raise ConfigError(f"override {short(item)}: the value is not valid YAML ({_yaml_problem(err)})") from None
         node = result
         for i, part in enumerate(parts[:-1]):  # `a=5 a.b=1` (or the reverse) is a contradiction, not a merge
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {_short(item)}: {'.'.join(parts[:i + 1])} was set to a value by an earlier "
+                raise ConfigError(f"override {short(item)}: {'.'.join(parts[:i + 1])} was set to a value by an earlier "
                                   "override, so it has no keys")
         if isinstance(node.get(parts[-1]), dict) and node[parts[-1]] and not isinstance(value, Mapping):
-            raise ConfigError(f"override {_short(item)}: {key} is a section (set by an earlier override); give its keys")
+            raise ConfigError(f"override {short(item)}: {key} is a section (set by an earlier override); give its keys")
         for part in reversed(parts):
             value = {part: value}
         result = deep_merge(result, value)
@@ -484,17 +479,17 @@ def load_config(
             chosen["the overrides"] = override_data["preset"]
     for where, name in chosen.items():
         if not isinstance(name, str):
-            raise ConfigError(f"preset: expected a preset name (text) from {where}, got {_short(name, 60)}")
+            raise ConfigError(f"preset: expected a preset name (text) from {where}, got {short(name, 60)}")
     names = set(chosen.values())
     if len(names) > 1:
-        raise ConfigError("preset: conflicting presets: " + ", ".join(f"{_short(v, 60)} from {k}" for k, v in chosen.items()))
+        raise ConfigError("preset: conflicting presets: " + ", ".join(f"{short(v, 60)} from {k}" for k, v in chosen.items()))
 
     if names:
         name = names.pop()
         if presets is None:
             raise ConfigError(f"preset: {cls.__name__} has no presets (asked for {name!r})")
         if not isinstance(name, str) or name not in presets:
-            raise ConfigError(f"preset: unknown preset {_short(name, 60)}; known presets: {', '.join(presets)}")
+            raise ConfigError(f"preset: unknown preset {short(name, 60)}; known presets: {', '.join(presets)}")
         data = to_dict(presets[name]())
     else:
         data = to_dict(cls())

@@ -28,6 +28,16 @@ from unilip.errors import UniLIPError
 from unilip.eval.metrics import FeatureFrechet, psnr, ssim, ssim_official
 
 
+def images_to_evaluate(source, n: int | None) -> int:
+    """``n``, or all of a finite ``source``; an endless one (a stream, the mini world's 10^9 scenes) needs ``n``."""
+    if n is not None:
+        return n
+    if getattr(source, "iterable", False) or getattr(source, "infinite", False):
+        raise UniLIPError(f"{getattr(source, 'name', 'this source')} has no end (a stream or a generated world): "
+                          "pass --n, the number of images to evaluate")
+    return len(source)
+
+
 @torch.no_grad()
 def evaluate_reconstruction(
     model: nn.Module,
@@ -49,11 +59,7 @@ def evaluate_reconstruction(
     reference = (reference or model.encoder).eval()
     fd = FeatureFrechet()
     skipped = SkipCounter(what="images")
-    endless = getattr(source, "iterable", False) or getattr(source, "infinite", False)
-    total = n if n is not None else (None if endless else len(source))
-    if total is None:  # a stream or the mini world (10^9 scenes) would never end
-        raise UniLIPError(f"{getattr(source, 'name', 'this source')} has no end (a stream or a generated world): "
-                          "pass --n, the number of images to evaluate")
+    total = images_to_evaluate(source, n)
     rows: list[dict[str, Any]] = []
     names: list[str] = []
     batch: list[torch.Tensor] = []

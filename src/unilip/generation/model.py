@@ -15,7 +15,6 @@ The MLLM and the tokenizer are frozen; the queries, the connector and the DiT ar
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 

@@ -197,7 +197,8 @@ def build_app(models: h.DemoModels, examples: h.Examples, uploads: str | Path, l
         return gr.Textbox(label="Status", elem_id=elem_id, interactive=False, lines=2)
 
     where = "the bundled mini weights" if models.name == "mini" else html.escape(models.name)
-    with gr.Blocks(title="UniLIP demo", analytics_enabled=False, delete_cache=(max(1, min(60, limits.upload_ttl_s // 5)), limits.upload_ttl_s)) as demo:
+    sweep_every = max(1, min(60, limits.upload_ttl_s // 5))  # Gradio's delete_cache: (how often, how old)
+    with gr.Blocks(title="UniLIP demo", analytics_enabled=False, delete_cache=(sweep_every, limits.upload_ttl_s)) as demo:
         gr.Markdown(f"# UniLIP demo\nOne CLIP-like encoder that reconstructs, understands, generates and edits. "
                     f"Model: {where} ({models.image_size} px, {models.device}). Uploads up to "
                     f"{limits.max_upload_mb} MB and {limits.max_pixels / 1e6:.1f} megapixels; text up to "
