@@ -47,7 +47,7 @@ def make_inputs(root: Path) -> Path:
     from PIL import Image
     from safetensors.torch import load_file, save_file
 
-    from unilip.hub import BUNDLED_DIR
+    from unilip.pretrained import BUNDLED_DIR
 
     img, models, cfg = root / "images", root / "models", root / "configs"
     for d in (img, models, cfg):

@@ -10,7 +10,7 @@ as they rest on few samples.
 import pytest
 import torch
 
-from unilip.hub import BUNDLED_DIR, resolve_model
+from unilip.pretrained import BUNDLED_DIR, resolve_model
 
 FLOORS = {"vqa_original": 0.78, "vqa_unilip": 0.78, "psnr": 26.0, "detector_exact": 0.93,
           "colors": 0.8, "single_object": 0.5, "edit_content": 0.4, "edit_ok": 0.15}
@@ -80,7 +80,7 @@ def test_demo_writes_a_page(tmp_path):
 
 @pytest.fixture(scope="module")
 def pipe():
-    from unilip.generation.pipeline import UniLIPPipeline
+    from unilip.pipeline import UniLIPPipeline
 
     p = UniLIPPipeline.from_pretrained("mini")
     p.set_progress_bar_config(disable=True)
@@ -113,7 +113,7 @@ def test_reproduce_quick(tmp_path):
     """The CI-sized smoke run of `unilip reproduce tokenizer --quick`: every variant trains, evaluates and reports."""
     import json
 
-    from unilip.eval.reproduce_tokenizer import reproduce_tokenizer
+    from unilip.reproduce.tokenizer import reproduce_tokenizer
 
     results = reproduce_tokenizer(tmp_path, quick=True)
     assert set(results["variants"]) == {"stage1_only", "stage1_long", "full", "distill_0.1", "distill_0.01", "no_distill", "direct_ft",

@@ -22,7 +22,7 @@ def save_tiny_components(root):
     import torch
 
     from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
     from unilip.tokenizer import UniLIPTokenizer
     from unilip.train.mllm import load_mllm_config
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from unilip.hub import BUNDLED_DIR
+from unilip.pretrained import BUNDLED_DIR
 
 
 def write_bundle(mllm_dir: str | Path, tokenizer_dir: str | Path, generator_dir: str | Path | None = None,

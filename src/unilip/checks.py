@@ -86,3 +86,10 @@ def check_text(name: str, value: Any, max_chars: int = MAX_TEXT_CHARS) -> str:
     except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line arrive as lone surrogates
         raise UniLIPError(f"{name}: is not valid UTF-8 text (check the terminal's or the file's encoding)") from None
     return text
+
+
+def check_image_pair(x, y) -> None:
+    """Two image batches of one shape (B, C, H, W), as every paired metric and loss needs."""
+    if x.ndim != 4 or x.shape != y.shape:
+        raise UniLIPError(f"expected two image batches of the same shape (B, C, H, W); got {tuple(x.shape)} and "
+                          f"{tuple(y.shape)}")

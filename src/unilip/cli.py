@@ -224,7 +224,7 @@ def cmd_latent_scale(args: argparse.Namespace) -> int:
 
 
 def _load_pipeline(model: str):
-    from unilip.generation.pipeline import UniLIPPipeline
+    from unilip.pipeline import UniLIPPipeline
 
     return UniLIPPipeline.from_pretrained(model)
 
@@ -280,7 +280,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
 
 
 def _load_tokenizer(path: str):
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
 
     return UniLIPTokenizer.from_pretrained(resolve_model(path, "tokenizer")).eval()
@@ -288,7 +288,7 @@ def _load_tokenizer(path: str):
 
 def _load_mllm(args: argparse.Namespace):
     """The MLLM of ``--model``, with the UniLIP encoder of ``--tokenizer`` swapped in when ``--encoder unilip``."""
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.mllm.model import MLLM
 
     mllm = MLLM.from_pretrained(resolve_model(args.model, "mllm"))
@@ -301,7 +301,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     import torch
 
     from unilip.checks import check_text
-    from unilip.mllm.vocab import check_plain_text
+    from unilip.mllm.chat import check_plain_text
 
     question = check_text("question", " ".join(args.question))
     check_plain_text(question)
@@ -407,7 +407,7 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
 def cmd_reproduce_tokenizer(args: argparse.Namespace) -> int:
     import time
 
-    from unilip.eval.reproduce_tokenizer import reproduce_tokenizer
+    from unilip.reproduce.tokenizer import reproduce_tokenizer
 
     t0 = time.perf_counter()
     results = reproduce_tokenizer(args.out, mllm=args.mllm, quick=args.quick)
@@ -419,7 +419,7 @@ def cmd_reproduce_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce_generator(args: argparse.Namespace) -> int:
-    from unilip.eval.reproduce_generator import reproduce_generator
+    from unilip.reproduce.generator import reproduce_generator
 
     variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     results = reproduce_generator(args.out, mllm=args.mllm, tokenizer=args.tokenizer, quick=args.quick, variants=variants,
@@ -456,12 +456,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from unilip.convert import export_internvl, export_official_tokenizer
+    from unilip.pretrained import resolve_model
 
+    tokenizer = resolve_model(args.tokenizer, "tokenizer")
     if args.export_command == "internvl":
-        out = export_internvl(args.tokenizer, args.mllm, args.dst)
+        out = export_internvl(tokenizer, resolve_model(args.mllm, "mllm"), args.dst)
         print(f"wrote {out}: transformers.InternVLForConditionalGeneration.from_pretrained({str(out)!r}) loads it")
     else:
-        out = export_official_tokenizer(args.tokenizer, args.dst)
+        out = export_official_tokenizer(tokenizer, args.dst)
         print(f"wrote {out} (the official UniLIP tokenizer layout)")
     return 0
 

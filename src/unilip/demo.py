@@ -37,7 +37,7 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     from unilip.data.miniworld.dataset import make_records
     from unilip.eval.grid import to_uint8
     from unilip.eval.metrics import psnr, ssim
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer
 

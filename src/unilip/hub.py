@@ -209,25 +209,3 @@ def save_weights_and_config(directory: str | Path, state: dict[str, Tensor], con
     finally:
         weights_tmp.unlink(missing_ok=True)
         config_tmp.unlink(missing_ok=True)
-
-
-# The weights that ship inside the package (trained by our own commands on the mini world; see the README).
-BUNDLED_DIR = Path(__file__).parent / "assets" / "mini"
-BUNDLED_COMPONENTS = ("mllm", "tokenizer", "generator")
-
-
-def resolve_model(name_or_path: str | os.PathLike[str], component: str) -> Path | str:
-    """``mini`` -> the bundled weights of ``component`` (``mllm``, ``tokenizer`` or ``generator``); an official UniLIP
-    checkpoint (a tokenizer ``.pth`` or a UniLIP-1B/3B directory) -> our layout, converted on the fly; anything else is
-    returned as is (a local directory or a Hugging Face repo id, resolved by the loader)."""
-    if str(name_or_path) != "mini":
-        from unilip.convert.official import resolve_official
-
-        return resolve_official(name_or_path, component) or name_or_path
-    if component not in BUNDLED_COMPONENTS:
-        raise UniLIPError(f"no bundled mini weights for {component!r}; bundled: {', '.join(BUNDLED_COMPONENTS)}")
-    path = BUNDLED_DIR / component
-    if not (path / "config.json").is_file():
-        raise UniLIPError(f"the bundled mini {component} is missing from this installation ({path}); reinstall unilip, "
-                          "or train one (README: 'The embedded default') and pass its directory")
-    return path

@@ -43,9 +43,9 @@ def _jitter(module: torch.nn.Module) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def pipe():
     from unilip.generation.model import UniLIPGenerator
-    from unilip.generation.pipeline import UniLIPPipeline
+    from unilip.pipeline import UniLIPPipeline
     from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
     from unilip.tokenizer import UniLIPTokenizer
 
     torch.manual_seed(0)
@@ -142,7 +142,7 @@ def test_tokenizer_round_trip_is_exact(pipe, tmp_path):
 
 
 def test_generator_round_trip_gives_identical_images(pipe, tmp_path):
-    from unilip.generation.pipeline import UniLIPPipeline
+    from unilip.pipeline import UniLIPPipeline
 
     src = export_official_generator(pipe, tmp_path / "UniLIP-tiny", {"mllm_path": "OpenGVLab/InternVL3-1B"})
     config = json.loads((src / "config.json").read_text())
@@ -168,8 +168,8 @@ def test_model_flag_takes_an_official_directory_or_pth(pipe, tmp_path, monkeypat
     """--model DIR: an official directory is detected and converted on the fly (auto-detection needs 1b/2b widths,
     so the tiny architecture is named by patching the preset lookup the way --preset would)."""
     import unilip.convert.official as official
-    from unilip.generation.pipeline import UniLIPPipeline
-    from unilip.hub import resolve_model
+    from unilip.pipeline import UniLIPPipeline
+    from unilip.pretrained import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
 
     monkeypatch.setattr(official, "_preset_for_width", lambda dim, source: _tiny_cfg())
@@ -215,7 +215,7 @@ def test_export_internvl_loads_in_plain_transformers(pipe, tmp_path):
 def test_official_names_and_shapes_at_full_size_on_meta(name, dim, dit_layers):
     from unilip.convert.official import _generator_shapes
     from unilip.mllm.model import internvl_config
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
 
     cfg = get_preset(name)
     tok = {k: torch.empty(v, device="meta") for k, v in tokenizer_template(cfg).state_dict().items()

@@ -14,7 +14,7 @@ from tiny import TINY_DIT, TINY_MODEL, save_tiny_components
 from unilip.cli import main
 from unilip.errors import UniLIPError
 from unilip.eval.dump import chunk_batches, dump_samples, geneval_plan, imgedit_plan, wise_plan, write_png
-from unilip.generation.pipeline import UniLIPPipeline
+from unilip.pipeline import UniLIPPipeline
 
 GENEVAL_LINES = [
     '{"tag": "single_object", "include": [{"class": "circle", "count": 1}], "prompt": "a photo of a circle"}',

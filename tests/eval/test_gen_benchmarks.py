@@ -12,8 +12,8 @@ from unilip.eval.gen_common import seeded_generators, tally, write_benchmark
 from unilip.eval.geneval_mini import CATEGORIES, geneval_prompts, satisfies
 from unilip.eval.imgedit_mini import edit_records, score_edit
 from unilip.eval.wise_mini import wise_prompts
-from unilip.generation.data import GenerationData, GenerationMix
-from unilip.mllm.knowledge import indirect_references
+from unilip.train.generator_data import GenerationData, GenerationMix
+from unilip.data.miniworld.knowledge import indirect_references
 
 WORLD = get_preset("mini").miniworld
 

@@ -158,7 +158,7 @@ def test_feature_frechet_accumulates_like_the_one_shot_formula():
 
 def _hide_modules(monkeypatch, *names: str) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda n, *a, **k: None if n in names else real(n, *a, **k))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a, **k: None if n in names else real(n, *a, **k))
     real_import = builtins.__import__
 
     def guarded(name, *args, **kw):
@@ -178,7 +178,7 @@ def test_lpips_without_packages_says_what_to_install(monkeypatch, tmp_path: Path
 def test_lpips_without_weights_names_the_file(monkeypatch, tmp_path: Path):
     # Pretend the packages are installed: the weights check must still refuse, never use random weights.
     real = importlib.util.find_spec
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda n, *a, **k: object() if n in ("lpips", "torchvision") else real(n, *a, **k))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a, **k: object() if n in ("lpips", "torchvision") else real(n, *a, **k))
     with pytest.raises(UniLIPError, match=r"vgg16-397923af\.pth.*no such file"):
         lpips_metric(str(tmp_path))
 
@@ -190,6 +190,6 @@ def test_rfid_without_package_or_weights(monkeypatch, tmp_path: Path):
         rfid_metric(str(missing))
     monkeypatch.undo()
     real = importlib.util.find_spec
-    monkeypatch.setattr(metrics.importlib.util, "find_spec", lambda n, *a, **k: object() if n == "torch_fidelity" else real(n, *a, **k))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a, **k: object() if n == "torch_fidelity" else real(n, *a, **k))
     with pytest.raises(UniLIPError, match=r"inception\.pth; nothing is downloaded \(no such file\)"):
         rfid_metric(str(missing))

@@ -7,13 +7,13 @@ from tiny import TINY_MODEL
 from unilip.errors import UniLIPError
 from unilip.generation import Conditioner
 from unilip.generation.conditioner import UNCONDITIONAL_GENERATE
-from unilip.mllm.vocab import IMG_CONTEXT
+from unilip.mllm.chat import IMG_CONTEXT
 
 
 @pytest.fixture(scope="module")
 def mllm():
     from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
     from unilip.train.mllm import load_mllm_config
 
     torch.manual_seed(0)

@@ -90,7 +90,7 @@ def test_full_presets_on_meta(name, dim):
     """Official §3.4: six Qwen2 layers of width D, then Linear(D -> 2304) into SANA's caption channels."""
     from unilip.config import get_preset
     from unilip.mllm.model import internvl_config
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
 
     cfg = get_preset(name)
     text = internvl_config(cfg, build_text_tokenizer(image_seq_length=256)).text_config

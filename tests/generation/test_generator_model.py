@@ -15,7 +15,7 @@ TINY_DIT = ["model.generator.num_queries=3", "model.generator.dit_num_layers=1",
 @pytest.fixture(scope="module")
 def parts():
     from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
     from unilip.tokenizer import UniLIPTokenizer
     from unilip.train.mllm import load_mllm_config
 

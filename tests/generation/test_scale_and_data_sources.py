@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from unilip.errors import ConfigError
-from unilip.generation.data import GenerationData, GenerationMix
+from unilip.train.generator_data import GenerationData, GenerationMix
 from unilip.generation.vae_baseline import (
     DiffusersAutoencoder,
     PixelAutoencoder,
@@ -32,7 +32,7 @@ def test_queries_on_meta(name, dim):
     from unilip.config import get_preset
     from unilip.generation.conditioner import Conditioner
     from unilip.mllm.model import MLLM
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
 
     cfg = get_preset(name)
     with torch.device("meta"):

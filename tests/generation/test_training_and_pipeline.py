@@ -9,9 +9,9 @@ import torch
 from tiny import TINY_DIT, TINY_MODEL, save_tiny_components, torchrun_train
 
 from unilip.errors import ConfigError, UniLIPError
-from unilip.generation.data import GenerationData, GenerationMix
+from unilip.train.generator_data import GenerationData, GenerationMix
 from unilip.generation.model import UniLIPGenerator
-from unilip.generation.pipeline import UniLIPPipeline
+from unilip.pipeline import UniLIPPipeline
 from unilip.train.generator import GeneratorTask, load_generator_config, train_generator
 
 

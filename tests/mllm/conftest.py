@@ -8,7 +8,7 @@ from tiny import TINY_MODEL
 
 @pytest.fixture(scope="session")
 def text_tokenizer():
-    from unilip.mllm.vocab import build_text_tokenizer
+    from unilip.mllm.chat import build_text_tokenizer
 
     return build_text_tokenizer(image_seq_length=4)
 

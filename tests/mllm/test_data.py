@@ -3,7 +3,7 @@
 import numpy as np
 
 from unilip.data.miniworld import MiniWorldConfig, Scene, SceneObject
-from unilip.mllm.data import DenseAttributeData, InstructionMix, patch_labels, position_batches
+from unilip.train.mllm_data import DenseAttributeData, InstructionMix, patch_labels, position_batches
 
 
 def test_patch_labels_follow_the_objects():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unilip.errors import UniLIPError
-from unilip.mllm.data import IGNORE, InstructionData, InstructionMix
+from unilip.train.mllm_data import IGNORE, InstructionData, InstructionMix
 from unilip.mllm.model import MLLM
 from unilip.tokenizer import UniLIPTokenizer
 

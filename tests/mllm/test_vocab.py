@@ -5,8 +5,8 @@ from transformers import AutoTokenizer
 from unilip.data.miniworld import MiniWorldConfig
 from unilip.data.miniworld.config import PALETTE, SHAPES
 from unilip.data.miniworld.dataset import make_records
-from unilip.mllm.knowledge import knowledge_facts
-from unilip.mllm.vocab import IMG_CONTEXT, chat_prompt
+from unilip.data.miniworld.knowledge import knowledge_facts
+from unilip.mllm.chat import IMG_CONTEXT, chat_prompt
 
 
 def test_every_world_text_is_known_one_token_per_word(text_tokenizer):

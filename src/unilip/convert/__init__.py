@@ -7,8 +7,7 @@ from unilip.convert.official import (
     export_internvl,
     export_official_generator,
     export_official_tokenizer,
-    resolve_official,
 )
 
 __all__ = ["convert_official_generator", "convert_official_tokenizer", "export_internvl", "export_official_generator",
-           "export_official_tokenizer", "resolve_official"]
+           "export_official_tokenizer"]

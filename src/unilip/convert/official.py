@@ -23,15 +23,10 @@ exactly what the original weights compute; ``tests/convert`` proves it by round 
 
 from __future__ import annotations
 
-import atexit
 import copy
 import json
-import logging
 import os
 import pickle
-import shutil
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -52,10 +47,8 @@ __all__ = [
     "convert_official_generator", "convert_official_tokenizer", "export_internvl", "export_official_generator",
     "export_official_tokenizer", "is_official_generator", "is_official_tokenizer", "load_official_tokenizer_state",
     "official_generator_to_ours", "official_tokenizer_to_ours", "ours_to_official_generator",
-    "ours_to_official_tokenizer", "resolve_official",
+    "ours_to_official_tokenizer",
 ]
-
-logger = logging.getLogger("unilip.convert")
 
 GENERATOR_MODEL_TYPE = "unilip_internvl"
 _VAE_MODEL_TYPE = "unilip_vae_internvl"
@@ -220,12 +213,12 @@ def convert_official_tokenizer(src: str | os.PathLike[str], dst: str | os.PathLi
 
 
 def export_official_tokenizer(tokenizer_dir: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """Our tokenizer directory -> the official flat ``.pth`` (what the official code and its users load)."""
-    from unilip.hub import resolve_model
+    """Our tokenizer directory -> the official flat ``.pth`` (what the official code and its users load). Names such
+    as ``mini`` are resolved by the caller (:func:`unilip.pretrained.resolve_model`)."""
     from unilip.tokenizer import UniLIPTokenizer
     from unilip.tokenizer.encoder import InternViTEncoder
 
-    tok = UniLIPTokenizer.from_pretrained(resolve_model(str(tokenizer_dir), "tokenizer"))
+    tok = UniLIPTokenizer.from_pretrained(tokenizer_dir)
     if not isinstance(tok.encoder, InternViTEncoder):
         raise UniLIPError(f"{tokenizer_dir}: a {type(tok.encoder).__name__} tokenizer has no official layout (InternViT only)")
     state = ours_to_official_tokenizer({k: v.contiguous() for k, v in tok.state_dict().items()})
@@ -454,50 +447,11 @@ def export_internvl(tokenizer_dir: str | os.PathLike[str], mllm_dir: str | os.Pa
                     dst: str | os.PathLike[str]) -> Path:
     """An InternVL3-*-hf checkpoint whose vision tower + projector are the UniLIP encoder's: loadable by plain
     ``transformers.InternVLForConditionalGeneration.from_pretrained``, so understanding benchmarks can score it."""
-    from unilip.hub import resolve_model
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer
 
-    tok = UniLIPTokenizer.from_pretrained(resolve_model(str(tokenizer_dir), "tokenizer"))
-    mllm = MLLM.from_pretrained(resolve_model(str(mllm_dir), "mllm"))
+    tok = UniLIPTokenizer.from_pretrained(tokenizer_dir)
+    mllm = MLLM.from_pretrained(mllm_dir)
     mllm.use_encoder(tok.encoder)
     mllm.save_pretrained(dst)
     return Path(dst)
-
-
-# ------------------------------------------------------------------------------------- official inputs to --model
-
-_converted: dict[tuple[str, float], Path] = {}
-_scratch: list[Path] = []
-
-
-def _scratch_dir() -> Path:
-    if not _scratch:
-        _scratch.append(Path(tempfile.mkdtemp(prefix="unilip-converted-")))
-        atexit.register(shutil.rmtree, _scratch[0], True)
-    return _scratch[0]
-
-
-def resolve_official(path: str | os.PathLike[str], component: str) -> Path | None:
-    """Our directory for ``component`` (``mllm``, ``tokenizer``, ``generator`` or ``pipeline``) when ``path`` is an
-    official checkpoint (converted now into a temporary directory, once per process); None when it is not one."""
-    path = Path(path)
-    if is_official_tokenizer(path):
-        if component != "tokenizer":
-            raise UniLIPError(f"{path} is an official UniLIP tokenizer checkpoint; it holds no {component}")
-        convert, command = convert_official_tokenizer, "official-tokenizer"
-    elif path.is_dir() and is_official_generator(path):
-        convert, command = convert_official_generator, "official-generator"
-    else:
-        return None
-    key = (str(path.resolve()), path.stat().st_mtime)
-    if key not in _converted:
-        logger.warning("%s is an official UniLIP checkpoint: converting it for this run; `unilip convert %s %s DIR` "
-                       "once, then --model DIR, saves this step", path, command, path)
-        start = time.perf_counter()
-        out = _scratch_dir() / uuid.uuid4().hex
-        convert(path, out)
-        logger.info("converted in %.1f s", time.perf_counter() - start)
-        _converted[key] = out
-    out = _converted[key]
-    return out if component == "pipeline" or convert is convert_official_tokenizer else out / component

@@ -13,7 +13,6 @@ a number that looks like LPIPS and means nothing).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,10 @@ import numpy as np
 import torch
 from scipy import linalg
 
+from unilip.checks import check_image_pair
 from unilip.errors import UniLIPError
+# LPIPS lives with the loss that trains on it; it is a metric here too.
+from unilip.tokenizer.perceptual import LPIPS_VGG16_FILE, lpips_metric, missing_modules
 
 __all__ = [
     "LPIPS_VGG16_FILE",
@@ -37,15 +39,8 @@ __all__ = [
     "ssim_official",
 ]
 
-#: torchvision's file name for the ImageNet VGG16 weights, the backbone of LPIPS-VGG.
-LPIPS_VGG16_FILE = "vgg16-397923af.pth"
 #: torch-fidelity's file name for the TF-ported InceptionV3 weights (FID's standard feature extractor).
 RFID_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-
-def _check_images(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.ndim != 4 or x.shape != y.shape:
-        raise UniLIPError(f"expected two image batches of the same shape (B, C, H, W); got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -64,7 +59,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         identical images. Same as ``torchmetrics.functional.peak_signal_noise_ratio(x[i:i+1], y[i:i+1],
         data_range=1.0)`` for each i.
     """
-    _check_images(x, y)
+    check_image_pair(x, y)
     mse = (x.double() - y.double()).pow(2).flatten(1).mean(dim=1)  # (B,)
     return 10.0 * torch.log10(1.0 / mse)
 
@@ -88,7 +83,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    _check_images(x, y)
+    check_image_pair(x, y)
     if min(x.shape[-2:]) < 11:
         raise UniLIPError(f"SSIM needs images of at least 11x11 pixels (the Gaussian window); got {tuple(x.shape[-2:])}")
     return structural_similarity_index_measure(
@@ -249,64 +244,6 @@ class FeatureFrechet:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _missing_modules(*names: str) -> list[str]:
-    return [n for n in names if importlib.util.find_spec(n) is None]
-
-
-def _lpips_message(where: str) -> str:
-    return (
-        "LPIPS needs the `unilip[lpips]` extra (the `lpips` and `torchvision` packages) and the VGG16 backbone "
-        f"weights ({LPIPS_VGG16_FILE}, torchvision's ImageNet VGG16) on disk at {where}; nothing is downloaded"
-    )
-
-
-def lpips_metric(weights_dir: str | os.PathLike[str] | None = None) -> torch.nn.Module:
-    """LPIPS-VGG (v0.1) as a module ``(x, y) -> (B,)`` for images in [0, 1], from weights on disk only.
-
-    Args:
-        weights_dir: folder holding ``vgg16-397923af.pth``; default ``<torch hub dir>/checkpoints``, where
-            torchvision would have cached it. The LPIPS linear heads ship inside the ``lpips`` package.
-
-    Raises:
-        UniLIPError: ``lpips`` or ``torchvision`` is not installed, or the backbone file is not there.
-    """
-    folder = Path(weights_dir).expanduser() if weights_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
-    weights = folder / LPIPS_VGG16_FILE
-    missing = _missing_modules("lpips", "torchvision")
-    if missing:
-        raise UniLIPError(f"{_lpips_message(str(weights))} (not installed: {', '.join(missing)})")
-    if not weights.is_file():
-        raise UniLIPError(f"{_lpips_message(str(weights))} (no such file)")
-    return _LPIPS(weights)
-
-
-class _LPIPS(torch.nn.Module):
-    """lpips.LPIPS(net='vgg') with its VGG16 backbone loaded strictly from a local torchvision file."""
-
-    def __init__(self, weights: Path):
-        super().__init__()
-        import lpips
-
-        # pnet_rand=True only skips lpips' own (downloading) backbone load; every backbone weight is then
-        # overwritten from the local file below, strictly, so no random weight survives.
-        self.net = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        backbone = self.net.net  # slices slice1..slice5 holding features[i] under the name str(i)
-        mapped = {}
-        for key in backbone.state_dict():
-            _, index, param = key.split(".")
-            source = f"features.{index}.{param}"
-            if source not in state:
-                raise UniLIPError(f"{weights}: not a torchvision VGG16 state dict (no {source})")
-            mapped[key] = state[source]
-        backbone.load_state_dict(mapped, strict=True)
-        self.eval().requires_grad_(False)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        _check_images(x, y)
-        return self.net(x, y, normalize=True).flatten()  # [0,1] -> [-1,1] inside lpips; (B,1,1,1) -> (B,)
-
-
 def _rfid_message(where: str) -> str:
     return (
         "rFID needs the `unilip[fid]` extra (the `torch_fidelity` package) and the InceptionV3 weights "
@@ -324,7 +261,7 @@ def rfid_metric(weights_path: str | os.PathLike[str] | None = None) -> RFID:
         UniLIPError: ``torch_fidelity`` is not installed, or the weights file is not there.
     """
     path = Path(weights_path).expanduser() if weights_path is not None else Path(torch.hub.get_dir()) / "checkpoints" / RFID_INCEPTION_FILE
-    missing = _missing_modules("torch_fidelity")
+    missing = missing_modules("torch_fidelity")
     if missing:
         raise UniLIPError(f"{_rfid_message(str(path))} (not installed: {', '.join(missing)})")
     if not path.is_file():

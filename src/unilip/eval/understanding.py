@@ -66,7 +66,7 @@ def evaluate_understanding(mllm, data: str, n: int | None, cfg: MiniWorldConfig,
         "rows": rows,
     }
     if knowledge:
-        from unilip.mllm.knowledge import knowledge_facts
+        from unilip.data.miniworld.knowledge import knowledge_facts
 
         facts = [f for f in knowledge_facts(cfg.colors, cfg.shapes, cfg.max_objects) if f.held_out]
         answers = mllm.answer([f.question for f in facts])

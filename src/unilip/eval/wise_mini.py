@@ -19,7 +19,7 @@ from unilip.data.miniworld import detect
 from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.data.miniworld.language import article
 from unilip.eval.gen_common import generate_for, spread_subset, tally, write_benchmark
-from unilip.mllm.knowledge import indirect_references
+from unilip.data.miniworld.knowledge import indirect_references
 
 FRAMES = ("{}", "a picture of {}")
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from unilip.errors import UniLIPError
 from unilip.generation.connector import positions_from_mask
-from unilip.mllm.vocab import IMG_CONTEXT, IMG_START, chat_prompt
+from unilip.mllm.chat import IMG_CONTEXT, IMG_START, chat_prompt
 
 GENERATE = "Generate an image: {}"
 EDIT = "Edit the image: {}"

@@ -7,19 +7,15 @@ aligns the connector in, with the pretrained SANA DiT frozen.
 
 The paper's ablation (UniLIP latent 0.56 vs a VAE latent 0.48 on GenEval) asks whether a latent that *understands*
 is easier to generate in than one that only reconstructs. ``unilip reproduce generator`` trains this autoencoder on
-the same mini-world images with the shared loop, then the generator in its latent with the same budget.
+the same mini-world images with the shared loop (``unilip.train.autoencoder``), then the generator in its latent with the same budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unilip.train.loop import ParamGroup, StepOutput, TrainTask
 
 
 class PixelAutoencoder(nn.Module):
@@ -80,33 +76,6 @@ class PixelAutoencoder(nn.Module):
             raise UniLIPError(f"cannot load a PixelAutoencoder from {directory}: {err}") from err
         load_state_dict_strict(model, state, f"the autoencoder weights in {directory}")
         return model
-
-
-class AutoencoderTask(TrainTask):
-    """Pixel MSE on mini-world scenes, with the shared loop (its batches depend only on the step)."""
-
-    def __init__(self, model: PixelAutoencoder, world, batch_size: int):
-        from unilip.mllm.data import image_tensor
-
-        self.model, self.world, self.batch_size = model, world, batch_size
-        self._image = image_tensor
-
-    def param_groups(self) -> list[ParamGroup]:
-        return [ParamGroup("autoencoder", list(self.model.named_parameters()))]
-
-    def batches(self, start_step: int, rank: int, world_size: int) -> Iterator:
-        from unilip.data.miniworld import make_records
-        from unilip.mllm.data import position_batches
-
-        make = lambda p: self._image(next(make_records("images", self.world, "train", p, 1))["scene"], self.world)
-        return position_batches(make, torch.stack, self.batch_size, start_step, rank, world_size)
-
-    def step(self, model: nn.Module, batch: Tensor, step: int) -> StepOutput:
-        loss = F.mse_loss(model(batch).float(), batch)
-        return StepOutput(loss, {"loss_mse": float(loss.detach())})
-
-    def save(self, model: nn.Module, out_dir: Path) -> None:
-        model.save_pretrained(out_dir)
 
 
 class DiffusersAutoencoder(nn.Module):

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
-from unilip.mllm.vocab import IMG_CONTEXT, chat_prompt
+from unilip.mllm.chat import IMG_CONTEXT, chat_prompt
 
 logger = logging.getLogger("unilip.mllm")
 
@@ -98,7 +98,7 @@ class MLLM(nn.Module):
         """A randomly initialised MLLM (the mini recipe trains it from scratch); tokenizer: the mini world's."""
         from transformers import InternVLForConditionalGeneration
 
-        from unilip.mllm.vocab import build_text_tokenizer
+        from unilip.mllm.chat import build_text_tokenizer
 
         if tokenizer is None:
             grid = cfg.mllm.vision.image_size // cfg.mllm.vision.patch_size

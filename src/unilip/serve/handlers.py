@@ -76,7 +76,7 @@ class DemoModels:
     def load(cls, model: str = "mini", device: str | None = None) -> DemoModels:
         """Load a pipeline directory (``mllm/``, ``tokenizer/``, ``generator/``), a hub repo id, or ``"mini"`` (the
         bundled weights). ``device``: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available."""
-        from unilip.generation.pipeline import UniLIPPipeline
+        from unilip.pipeline import UniLIPPipeline
 
         t0 = time.perf_counter()
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

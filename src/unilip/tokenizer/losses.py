@@ -119,6 +119,6 @@ def build_perceptual(cfg: LossConfig) -> nn.Module | None:
     this raises a clear error — never a download, never a random backbone."""
     if cfg.perceptual == "none":
         return None
-    from unilip.eval.metrics import lpips_metric
+    from unilip.tokenizer.perceptual import lpips_metric
 
     return lpips_metric(cfg.lpips_weights)

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from unilip.generation.conditioner import Prefix
-from unilip.generation.data import GenerationData
+from unilip.train.generator_data import GenerationData
 
 logger = logging.getLogger("unilip.train")
 

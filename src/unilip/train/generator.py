@@ -21,9 +21,9 @@ from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError
-from unilip.generation.data import GenerationData, GenerationMix
+from unilip.train.generator_data import GenerationData, GenerationMix
 from unilip.generation.model import CONDITION_MODES, UniLIPGenerator
-from unilip.mllm.data import position_batches
+from unilip.train.mllm_data import position_batches
 from unilip.train.loop import (
     LoopConfig,
     OptimConfig,
@@ -84,7 +84,7 @@ def load_generator_config(path: str | Path | None, overrides: list[str] = ()) ->
 def build_generator(cfg: UniLIPConfig, tokenizer: str, init: str | None = None, condition_mode: str = "dual",
                     autoencoder: str | None = None) -> UniLIPGenerator:
     """The frozen MLLM (``cfg.mllm.pretrained`` or the bundled mini one) and tokenizer around a new or saved generator."""
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
-from unilip.mllm.data import (
+from unilip.train.mllm_data import (
     DenseAttributeData,
     InstructionData,
     InstructionMix,

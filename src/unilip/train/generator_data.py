@@ -26,8 +26,8 @@ from unilip.data.miniworld.config import MiniWorldConfig
 from unilip.data.miniworld.language import framed, group_phrases, join_and, relation_caption
 from unilip.errors import ConfigError
 from unilip.generation.conditioner import UNCONDITIONAL_EDIT, UNCONDITIONAL_GENERATE
-from unilip.mllm.data import image_tensor
-from unilip.mllm.knowledge import indirect_prompt
+from unilip.train.mllm_data import image_tensor
+from unilip.data.miniworld.knowledge import indirect_prompt
 
 INDIRECT_MODES = ("color", "shape", "both")
 

@@ -44,20 +44,14 @@ class UniLIPPipeline:
         """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
         offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly."""
         from unilip.generation.model import UniLIPGenerator
-        from unilip.hub import BUNDLED_DIR, resolve_pretrained
+        from unilip.hub import resolve_pretrained
         from unilip.mllm.model import MLLM
+        from unilip.pretrained import resolve_model
         from unilip.tokenizer import UniLIPTokenizer
 
-        if str(path_or_repo) == "mini":
-            root = BUNDLED_DIR
-            if not (root / "generator" / "config.json").is_file():
-                raise UniLIPError(f"the bundled mini generator is missing from this installation ({root / 'generator'}); "
-                                  "reinstall unilip, or train one (configs/generator/mini.yaml) and pass its pipeline directory")
-        else:
-            from unilip.convert.official import resolve_official
-
-            root = resolve_official(path_or_repo, "pipeline") or resolve_pretrained(
-                str(path_or_repo), f"the UniLIP pipeline {path_or_repo}", [f"{c}/*" for c in COMPONENTS])
+        root = resolve_model(path_or_repo, "pipeline")
+        if isinstance(root, str):  # not a name we know: a local directory or a hub repo id
+            root = resolve_pretrained(root, f"the UniLIP pipeline {root}", [f"{c}/*" for c in COMPONENTS])
         missing = [c for c in COMPONENTS if not (Path(root) / c).is_dir()]
         if missing:
             raise UniLIPError(f"{root} is not a UniLIP pipeline directory: no {', '.join(c + '/' for c in missing)} "

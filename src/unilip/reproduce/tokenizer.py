@@ -150,7 +150,7 @@ def reproduce_tokenizer(out: str | Path, mllm: str = "mini", quick: bool = False
     from unilip.data.miniworld.renderer import render
     from unilip.data.miniworld.scene import sample_split
     from unilip.eval.understanding import evaluate_understanding
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.mllm.model import MLLM
 
     t0 = time.perf_counter()
@@ -179,7 +179,7 @@ def reproduce_tokenizer(out: str | Path, mllm: str = "mini", quick: bool = False
     results["seconds"] = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    from unilip.eval.reproduce_report import write_report
+    from unilip.reproduce.report import write_report
 
     write_report(results, out, runs)
     return results

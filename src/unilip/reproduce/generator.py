@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from unilip.errors import UniLIPError
-from unilip.generation.data import GenerationMix
+from unilip.train.generator_data import GenerationMix
 
 logger = logging.getLogger("unilip.reproduce")
 
@@ -62,7 +62,8 @@ class GeneratorReproduceSettings:
 
 
 def _train_autoencoder(out: Path, s: GeneratorReproduceSettings, world, latent_shape) -> Path:
-    from unilip.generation.vae_baseline import AutoencoderTask, PixelAutoencoder
+    from unilip.generation.vae_baseline import PixelAutoencoder
+    from unilip.train.autoencoder import AutoencoderTask
     from unilip.train.loop import LoopConfig, OptimConfig, train
 
     if (out / "final" / "model.safetensors").is_file():
@@ -106,7 +107,7 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     from unilip.eval.wise_mini import evaluate_wise
     from unilip.generation.model import UniLIPGenerator
     from unilip.generation.vae_baseline import PixelAutoencoder
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
     from unilip.train.generator import (
         GeneratorTask,

@@ -1,4 +1,4 @@
-"""The mini MLLM's text tokenizer: word-level, built from the mini world's own words, with InternVL's chat format.
+"""The MLLM's chat format (InternVL's) and the mini MLLM's text tokenizer: word-level, over the mini world's words.
 
 Built with the ``tokenizers`` library and wrapped as transformers' ``PreTrainedTokenizerFast``, so it saves beside
 the model (``tokenizer.json``) and loads with ``AutoTokenizer.from_pretrained`` — no hub download. One word is one
@@ -12,47 +12,11 @@ from __future__ import annotations
 
 import re
 
-from unilip.data.miniworld.config import PALETTE, SHAPES, MiniWorldConfig
-from unilip.data.miniworld.edits import REGIONS
-from unilip.data.miniworld.language import NUMBER_WORDS, RELATION_PHRASES, plural
 from unilip.errors import UniLIPError
 
 PAD, UNK, IM_START, IM_END = "<pad>", "<unk>", "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 SPECIAL_TOKENS = (PAD, UNK, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT)
-
-# Instructions the unilip models are prompted with (understanding, captioning, and the generation issue's prompts).
-PROMPT_TEXTS = (
-    "describe the image.", "generate an image:", "generate an image.", "edit the image:", "edit the image.",
-    "user", "assistant", "answer with one word.",
-)
-_WORD = re.compile(r"\w+|[^\w\s]+")  # the same split as tokenizers' Whitespace pre-tokenizer
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def world_vocabulary(n_samples: int = 400) -> list[str]:
-    """Every word the mini world's captions, questions, edits, knowledge facts and prompts can use, sorted.
-
-    Drawn from the richest world (all shapes, all colours, up to 6 objects), so one vocabulary serves every config.
-    """
-    from unilip.data.miniworld.dataset import make_records
-    from unilip.mllm.knowledge import knowledge_facts
-
-    full = MiniWorldConfig(max_objects=6, shapes=SHAPES, colors=tuple(PALETTE))
-    vocab: set[str] = set()
-    texts = list(PROMPT_TEXTS) + list(NUMBER_WORDS) + list(RELATION_PHRASES.values()) + ["left", "right", "above", "below", "yes", "no"]
-    texts += list(PALETTE) + list(SHAPES) + [plural(s) for s in SHAPES] + list(full.sizes) + ["small", "large"]
-    texts += [phrase for _, at, to in REGIONS.values() for phrase in (at, to)]
-    for task, key in (("captions", "caption"), ("vqa", "question"), ("vqa", "answer"), ("edit", "instruction")):
-        texts += [r[key] for r in make_records(task, full, "train", 0, n_samples)]
-    texts += [t for f in knowledge_facts(tuple(PALETTE), SHAPES) for t in (f.question, f.answer)]
-    for text in texts:
-        vocab.update(words(text))
-    return sorted(vocab)
-
 
 def chat_template(image_seq_length: int) -> str:
     """The Jinja chat template saved with the tokenizer (messages whose content is text or [{type: text|image}];
@@ -96,11 +60,14 @@ def chat_prompt(question: str, image_seq_length: int | None, answer: str | None 
 
 
 def build_text_tokenizer(vocabulary: list[str] | None = None, image_seq_length: int = 16):
-    """A word-level ``PreTrainedTokenizerFast`` over ``vocabulary`` (default: :func:`world_vocabulary`)."""
+    """A word-level ``PreTrainedTokenizerFast`` over ``vocabulary`` (default: the mini world's, :func:`unilip.data.miniworld.vocabulary.world_vocabulary`)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocabulary = vocabulary if vocabulary is not None else world_vocabulary()
+    if vocabulary is None:
+        from unilip.data.miniworld.vocabulary import world_vocabulary
+
+        vocabulary = world_vocabulary()
     entries = list(SPECIAL_TOKENS) + [w for w in vocabulary if w not in SPECIAL_TOKENS]
     core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(entries)}, unk_token=UNK))
     core.normalizer = normalizers.Lowercase()

@@ -25,8 +25,8 @@ from unilip.data.miniworld.dataset import make_records
 from unilip.data.miniworld.renderer import render, shape_coverage
 from unilip.data.miniworld.scene import Scene, sample_scene, scene_seed
 from unilip.errors import ConfigError
-from unilip.mllm.knowledge import knowledge_facts
-from unilip.mllm.vocab import chat_prompt
+from unilip.data.miniworld.knowledge import knowledge_facts
+from unilip.mllm.chat import chat_prompt
 
 IGNORE = -100  # label of tokens the loss skips (prompt, padding)
 ATTRIBUTES = ("color", "shape", "size")  # the classes the vision stage predicts for every patch (+ the centre)
