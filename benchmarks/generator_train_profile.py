@@ -46,7 +46,7 @@ def one_pass_conditions(model, prompts, features):
     """The conditions as computed before the prefix split: prompt + queries in one causal pass, gradients through
     every position (a reference; `tests/generation/test_conditioner.py` checks the split equals it)."""
     from unilip.generation.connector import positions_from_mask
-    from unilip.mllm.vocab import IMG_CONTEXT
+    from unilip.mllm.chat import IMG_CONTEXT
 
     c = model.conditioner
     tok = c.mllm.tokenizer

@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     from unilip.config import get_preset
     from unilip.generation.conditioner import Conditioner
-    from unilip.hub import resolve_model
+    from unilip.pretrained import resolve_model
     from unilip.mllm.model import MLLM
 
     torch.manual_seed(0)

@@ -32,7 +32,7 @@ def main() -> None:
     from unilip.config import get_preset
     from unilip.convert import convert_official_generator, export_official_generator
     from unilip.generation.model import UniLIPGenerator
-    from unilip.generation.pipeline import UniLIPPipeline
+    from unilip.pipeline import UniLIPPipeline
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer
 
