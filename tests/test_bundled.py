@@ -92,7 +92,7 @@ def test_generation_floors(pipe):
     from unilip.config import get_preset
     from unilip.eval.geneval_mini import evaluate_geneval
 
-    r = evaluate_geneval(pipe.generator, get_preset("mini").miniworld, samples=1, seed=7,
+    r = evaluate_geneval(pipe, get_preset("mini").miniworld, samples=1, seed=7,
                          categories=("single_object", "colors"))
     assert r["per_category"]["single_object"] >= FLOORS["single_object"], r
     assert r["per_category"]["colors"] >= FLOORS["colors"], r
@@ -104,7 +104,7 @@ def test_editing_floors(pipe):
     from unilip.config import get_preset
     from unilip.eval.imgedit_mini import evaluate_imgedit
 
-    r = evaluate_imgedit(pipe.generator, get_preset("mini").miniworld, n=40, n_heldout=0, seed=7)
+    r = evaluate_imgedit(pipe, get_preset("mini").miniworld, n=40, n_heldout=0, seed=7)
     assert np.mean(list(r["content"].values())) >= FLOORS["edit_content"], r
     assert r["overall"] >= FLOORS["edit_ok"], r  # followed and everything else preserved
 

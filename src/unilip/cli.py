@@ -260,20 +260,21 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     from unilip.config import get_preset
 
     pipe = _load_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
     world = dataclasses.replace(get_preset("mini").miniworld, image_size=pipe.image_size)  # scenes at the model's size
     common = {"out_dir": args.out, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
     if args.eval_command == "geneval-mini":
         from unilip.eval.geneval_mini import evaluate_geneval
 
-        summary = evaluate_geneval(pipe.generator, world, samples=args.samples, **common)
+        summary = evaluate_geneval(pipe, world, samples=args.samples, **common)
     elif args.eval_command == "imgedit-mini":
         from unilip.eval.imgedit_mini import evaluate_imgedit
 
-        summary = evaluate_imgedit(pipe.generator, world, samples=args.samples, **common)
+        summary = evaluate_imgedit(pipe, world, samples=args.samples, **common)
     else:
         from unilip.eval.wise_mini import evaluate_wise
 
-        summary = evaluate_wise(pipe.generator, world, samples=args.samples, **common)
+        summary = evaluate_wise(pipe, world, samples=args.samples, **common)
     print(_json.dumps(summary, indent=2))
     print(f"wrote {args.out / (args.eval_command + '.json')} and .html")
     return 0
@@ -352,28 +353,28 @@ def cmd_eval_understanding(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
+    from PIL import Image
 
+    from unilip.data.loader import pil_to_tensor
     from unilip.eval.grid import to_uint8
     from unilip.eval.metrics import psnr
 
     model = _load_tokenizer(args.model)
     size = args.size or model.image_size
     failed = 0
-    from PIL import Image
-
     for path in args.images:
         try:
-            image = _model_input(path, size)[None]
+            image = pil_to_tensor(_user_image(path))[None]  # (1, 3, H, W): the whole image, decoded once
         except UniLIPError as err:
             print(f"unilip: error: {err}", file=sys.stderr)
             failed += 1
             continue
-        with torch.no_grad():
-            recon = model.reconstruct(image, pad_to_multiple=args.pad)
+        recon = model.reconstruct(image, pad_to_multiple=args.pad, size=size)  # (1, 3, H, W), through size x size
         args.out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         target = args.out / f"{path.stem[:200]}_recon.png"
         Image.fromarray(to_uint8(recon)[0]).save(target)
-        print(f"{path} -> {target}  PSNR {float(psnr(recon, image)[0]):.2f} dB")
+        print(f"{path} -> {target}  ({image.shape[-1]}x{image.shape[-2]} through {size}x{size})  "
+              f"PSNR {float(psnr(recon, image)[0]):.2f} dB")
     return 1 if failed else 0
 
 
@@ -608,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("images", nargs="+", type=_path, metavar="IMAGE")
     q.add_argument("--model", required=True, help="tokenizer directory (save_pretrained) or Hugging Face repo id")
     q.add_argument("-o", "--out", type=_path, default=Path("reconstructions"), help="output directory")
-    q.add_argument("--size", type=_int(8, MAX_IMAGE_SIZE), help="resize + centre-crop to this size first (default: the model's image size)")
+    q.add_argument("--size", type=_int(8, MAX_IMAGE_SIZE), help="the resolution the model works at: the image is resized to SIZE x SIZE, reconstructed, and resized back to its own size (default: the model's image size)")
     q.add_argument("--pad", action="store_true", help="official 256 px mode: reflect-pad to a multiple of the token stride")
     q.set_defaults(func=cmd_reconstruct)
 

@@ -50,11 +50,13 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     original = MLLM.from_pretrained(resolve_model(model, "mllm")).eval()
     unilip = MLLM.from_pretrained(resolve_model(model, "mllm")).eval()
     unilip.use_encoder(tok.encoder)
-    gen = None
+    pipe = None
     if generator is not None:
         from unilip.generation.model import UniLIPGenerator
+        from unilip.pipeline import UniLIPPipeline
 
-        gen = UniLIPGenerator.from_pretrained(resolve_model(generator, "generator"), original, tok).eval()
+        pipe = UniLIPPipeline(UniLIPGenerator.from_pretrained(resolve_model(generator, "generator"), original, tok),
+                             progress=False)
 
     log(f"[2/6] rendering {n} held-out scenes (test split, from record {seed * n}) with two questions each")
     records = list(make_records("vqa", cfg, "test", seed * 2 * n, 2 * n))
@@ -75,7 +77,7 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     answers = {"original": original.answer(questions, q_images), "unilip": unilip.answer(questions, q_images)}
     scores = {k: float(np.mean([a == r["answer"] for a, r in zip(v, records)])) for k, v in answers.items()}
 
-    generated = _generate_and_edit(gen, cfg, n, seed, log) if gen is not None else ""
+    generated = _generate_and_edit(pipe, cfg, n, seed, log) if pipe is not None else ""
     page = _page(captions, to_uint8(images), to_uint8(recon), p, s, records, to_uint8(q_images), answers, scores,
                  generated, time.perf_counter() - t0)
     path = out / "index.html"
@@ -86,7 +88,7 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     return path
 
 
-def _generate_and_edit(gen, cfg, n: int, seed: int, log) -> str:
+def _generate_and_edit(pipe, cfg, n: int, seed: int, log) -> str:
     """Generate from mini GenEval prompts and edit test scenes; the HTML section with the detector's verdicts."""
     from unilip.data.miniworld import detect, render
     from unilip.eval.gen_common import generate_for
@@ -97,12 +99,12 @@ def _generate_and_edit(gen, cfg, n: int, seed: int, log) -> str:
     specs = geneval_prompts(cfg)
     specs = [specs[int(i)] for i in np.random.default_rng(seed).choice(len(specs), n, replace=False)]
     log(f"[5/6] generating {n} images from prompts")
-    images = generate_for(gen, [s["prompt"] for s in specs], 1, seed)
+    images = generate_for(pipe, [s["prompt"] for s in specs], 1, seed)
     ok = [satisfies(detect(im, cfg), sp) for im, sp in zip(images, specs)]
     records = edit_records(cfg, n, 0)[:n]
     log(f"[6/6] editing {n} scenes by instructions")
     sources = np.stack([render(r["scene"], cfg) for r in records])
-    edited = generate_for(gen, [r["instruction"] for r in records], 1, seed,
+    edited = generate_for(pipe, [r["instruction"] for r in records], 1, seed,
                           sources=torch.from_numpy(sources).permute(0, 3, 1, 2).float() / 255)
     scores = [score_edit(im, r, cfg) for im, r in zip(edited, records)]
     log(f"generation: {sum(ok)}/{n} right by the detector; editing: {sum(x['ok'] for x in scores)}/{n}")

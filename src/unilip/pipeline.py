@@ -32,9 +32,11 @@ class UniLIPPipelineOutput:
 
 
 class UniLIPPipeline:
-    def __init__(self, generator):
+    """The one inference API: the command line, the web page, the demo and the mini benchmarks all call it."""
+
+    def __init__(self, generator, progress: bool = True):
         self.generator = generator.eval()
-        self._progress = True
+        self._progress = progress
 
     # ------------------------------------------------------------------------------------------------ loading
 
@@ -87,7 +89,8 @@ class UniLIPPipeline:
     # ------------------------------------------------------------------------------------------------ calling
 
     def _source_tensor(self, image, n: int) -> torch.Tensor:
-        """Source image(s) -> (n, 3, S, S) in [0, 1]: one image for every prompt, or one per prompt."""
+        """Source image(s) -> (n, 3, S, S) in [0, 1]: one image for every prompt, or one per prompt. A tensor already
+        at the model's size (S x S, values in [0, 1]) is used as it is; anything else is loaded and resized."""
         from unilip.data.images import load_image
         from unilip.data.loader import eval_transform
 
@@ -100,6 +103,9 @@ class UniLIPPipeline:
             if isinstance(im, torch.Tensor):
                 if im.ndim != 3 or im.shape[0] != 3:
                     raise UniLIPError(f"image: a tensor must be (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(im.shape)}")
+                if tuple(im.shape[1:]) == (self.image_size, self.image_size):
+                    tensors.append(im.detach().float().clamp(0, 1).cpu())
+                    continue
                 im = Image.fromarray((im.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
             tensors.append(eval_transform(load_image(im), self.image_size))
         if len(tensors) == 1 and n > 1:

@@ -57,6 +57,6 @@ def test_reconstruct_command_and_bad_input(tiny_dir, tmp_path, capsys):
     code = main(["reconstruct", str(good), str(bad), "--model", str(tiny_dir), "-o", str(tmp_path / "out")])
     captured = capsys.readouterr()
     assert code == 1 and "empty file" in captured.err and "Traceback" not in captured.err
-    assert Image.open(tmp_path / "out" / "good_recon.png").size == (32, 32)
-    assert "PSNR" in captured.out
+    assert Image.open(tmp_path / "out" / "good_recon.png").size == (50, 40)  # the input's size (issue 14)
+    assert "PSNR" in captured.out and "50x40 through 32x32" in captured.out
     assert main(["reconstruct", str(good), "--model", str(tmp_path / "missing")]) == 2

@@ -63,6 +63,20 @@ def test_pad_mode_matches_the_official_recipe(mini):
     assert torch.equal(out, expected)
 
 
+def test_reconstruct_returns_the_input_size_through_the_working_size(mini):
+    images = torch.rand(2, 3, 50, 90)  # not square, not a multiple of the token stride
+    out = mini.reconstruct(images)  # default working size: the model's 64
+    assert out.shape == (2, 3, 50, 90) and out.min() >= 0 and out.max() <= 1
+    inner = torch.nn.functional.interpolate(images, size=(64, 64), mode="bicubic", antialias=True).clamp(0, 1)
+    expected = torch.nn.functional.interpolate(mini.reconstruct(inner), size=(50, 90), mode="bicubic", antialias=True)
+    assert torch.equal(out, expected.clamp(0, 1))
+    square = torch.rand(1, 3, 64, 64)
+    assert torch.equal(mini.reconstruct(square, size=64), mini.reconstruct(square))  # no resize at the working size
+    assert mini.reconstruct(square, size=128).shape == (1, 3, 64, 64)
+    with pytest.raises(UniLIPError, match="works at 1 to 256 px"):
+        mini.reconstruct(square, size=4096)
+
+
 def test_input_errors(mini):
     with pytest.raises(UniLIPError, match="not a multiple of the encoder's token stride 16"):
         mini.reconstruct(torch.rand(1, 3, 60, 60))

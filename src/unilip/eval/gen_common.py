@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unilip.eval.grid import to_uint8
 
 
 def seeded_generators(seed: int, index: int, samples: int) -> list[torch.Generator]:
@@ -22,16 +21,17 @@ def seeded_generators(seed: int, index: int, samples: int) -> list[torch.Generat
 
 
 @torch.no_grad()
-def generate_for(model, prompts: list[str], samples: int, seed: int, sources: torch.Tensor | None = None,
+def generate_for(pipe, prompts: list[str], samples: int, seed: int, sources: torch.Tensor | None = None,
                  batch_prompts: int = 16, steps: int | None = None, guidance: float | None = None) -> np.ndarray:
-    """(len(prompts) * samples, H, W, 3) uint8: ``samples`` images per prompt (edits of ``sources`` when given)."""
+    """(len(prompts) * samples, H, W, 3) uint8: ``samples`` images per prompt (edits of ``sources`` when given),
+    from a :class:`~unilip.pipeline.UniLIPPipeline` ``pipe``."""
     out = []
     for start in range(0, len(prompts), batch_prompts):
         chunk = prompts[start:start + batch_prompts]
         gens = [g for i in range(start, start + len(chunk)) for g in seeded_generators(seed, i, samples)]
         src = None if sources is None else sources[start:start + len(chunk)]
-        images = model.generate(chunk, src, num_images_per_prompt=samples, steps=steps, guidance=guidance, generator=gens)
-        out.append(to_uint8(images))
+        out.append(pipe(chunk, image=src, num_images_per_prompt=samples, num_inference_steps=steps,
+                        guidance_scale=guidance, generator=gens, output_type="np").images)
     return np.concatenate(out)
 
 

@@ -92,7 +92,7 @@ def satisfies(scene: Scene, spec: dict[str, Any]) -> bool:
     return True
 
 
-def evaluate_geneval(model, cfg: MiniWorldConfig, n_prompts: int | None = None, samples: int = 4, seed: int = 0,
+def evaluate_geneval(pipe, cfg: MiniWorldConfig, n_prompts: int | None = None, samples: int = 4, seed: int = 0,
                      out_dir: str | Path | None = None, grid_path: str | Path | None = None, steps: int | None = None,
                      guidance: float | None = None, categories: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Generate ``samples`` images per prompt and score them; ``n_prompts`` takes an evenly spread subset (for the
@@ -100,7 +100,7 @@ def evaluate_geneval(model, cfg: MiniWorldConfig, n_prompts: int | None = None, 
     a sample grid to ``grid_path``."""
     specs = [s for s in geneval_prompts(cfg) if categories is None or s["category"] in categories]
     specs = spread_subset(specs, n_prompts)
-    images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
+    images = generate_for(pipe, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
     rows = []
     for k, image in enumerate(images):
         spec = specs[k // samples]

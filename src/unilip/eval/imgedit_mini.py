@@ -98,13 +98,13 @@ def score_edit(image: np.ndarray, record: dict[str, Any], cfg: MiniWorldConfig) 
             "content": bool(content), "psnr_outside": float(psnr)}
 
 
-def evaluate_imgedit(model, cfg: MiniWorldConfig, n: int = 200, n_heldout: int = 50, samples: int = 1, seed: int = 0,
+def evaluate_imgedit(pipe, cfg: MiniWorldConfig, n: int = 200, n_heldout: int = 50, samples: int = 1, seed: int = 0,
                      out_dir: str | Path | None = None, steps: int | None = None, guidance: float | None = None) -> dict[str, Any]:
     """Edit every record's source ``samples`` times and score each result."""
     records = edit_records(cfg, n, n_heldout)
     sources = np.stack([render(r["scene"], cfg) for r in records])
     src = torch.from_numpy(sources).permute(0, 3, 1, 2).float() / 255
-    images = generate_for(model, [r["instruction"] for r in records], samples, seed, sources=src, steps=steps,
+    images = generate_for(pipe, [r["instruction"] for r in records], samples, seed, sources=src, steps=steps,
                           guidance=guidance)
     rows = []
     for k, image in enumerate(images):

@@ -43,11 +43,11 @@ def wise_prompts(cfg: MiniWorldConfig) -> list[dict[str, Any]]:
     return prompts
 
 
-def evaluate_wise(model, cfg: MiniWorldConfig, samples: int = 4, seed: int = 0, out_dir: str | Path | None = None,
+def evaluate_wise(pipe, cfg: MiniWorldConfig, samples: int = 4, seed: int = 0, out_dir: str | Path | None = None,
                   steps: int | None = None, guidance: float | None = None, n_prompts: int | None = None) -> dict[str, Any]:
     """Generate ``samples`` images per prompt and score them (``n_prompts``: an evenly spread subset, for smoke runs)."""
     specs = spread_subset(wise_prompts(cfg), n_prompts)
-    images = generate_for(model, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
+    images = generate_for(pipe, [s["prompt"] for s in specs], samples, seed, steps=steps, guidance=guidance)
     rows = []
     for k, image in enumerate(images):
         s = specs[k // samples]

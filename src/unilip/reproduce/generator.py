@@ -105,6 +105,7 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
     from unilip.eval.geneval_mini import evaluate_geneval
     from unilip.eval.imgedit_mini import evaluate_imgedit
     from unilip.eval.wise_mini import evaluate_wise
+    from unilip.pipeline import UniLIPPipeline
     from unilip.generation.model import UniLIPGenerator
     from unilip.generation.vae_baseline import PixelAutoencoder
     from unilip.pretrained import resolve_model
@@ -155,8 +156,8 @@ def reproduce_generator(out: str | Path, mllm: str = "mini", tokenizer: str = "m
         if not (run / "final" / "model.safetensors").is_file():
             train_generator(cfg, resume=any(run.glob("checkpoint-*")))
         task = GeneratorTask(cfg)  # the frozen parts, around which the trained weights load
-        model = UniLIPGenerator.from_pretrained(run / "final", task.model.conditioner.mllm, task.model.tokenizer, cfg.model,
-                                                autoencoder=task.model.autoencoder).eval()
+        model = UniLIPPipeline(UniLIPGenerator.from_pretrained(run / "final", task.model.conditioner.mllm, task.model.tokenizer,
+                                                               cfg.model, autoencoder=task.model.autoencoder), progress=False)
         ev = out / "eval" / name
         steps = {"steps": s.sample_steps, "out_dir": ev}
         r = {"geneval": evaluate_geneval(model, world, n_prompts=s.prompts, samples=s.geneval_samples, **steps),

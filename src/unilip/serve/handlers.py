@@ -66,7 +66,7 @@ class DemoModels:
     name: str
     tokenizer: Any
     mllm: dict[str, Any]  # "original" / "unilip" -> MLLM
-    generator: Any
+    pipe: Any  # the UniLIPPipeline that generates and edits
     device: torch.device
     miniworld: Any = None
     seconds_to_load: float = 0.0
@@ -82,8 +82,8 @@ class DemoModels:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UniLIPError(f"--device {device}: CUDA is not available on this machine")
-        pipe = UniLIPPipeline.from_pretrained(model)
-        generator = pipe.generator.to(dev).eval()
+        pipe = UniLIPPipeline.from_pretrained(model).to(dev)
+        generator = pipe.generator
         original = generator.conditioner.mllm
         # The UniLIP-encoder variant is a second MLLM: a copy, so the generator keeps conditioning on the original.
         unilip = copy.deepcopy(original)
@@ -96,7 +96,7 @@ class DemoModels:
 
             miniworld = dataclasses.replace(get_preset("mini").miniworld, image_size=generator.tokenizer.image_size)
         return cls(name=str(model), tokenizer=generator.tokenizer, mllm={"original": original, "unilip": unilip.eval()},
-                   generator=generator, device=dev, miniworld=miniworld, seconds_to_load=time.perf_counter() - t0)
+                   pipe=pipe, device=dev, miniworld=miniworld, seconds_to_load=time.perf_counter() - t0)
 
     @property
     def image_size(self) -> int:
@@ -104,11 +104,11 @@ class DemoModels:
 
     @property
     def default_steps(self) -> int:
-        return int(self.generator.cfg.generator.num_inference_steps)
+        return int(self.pipe.generator.cfg.generator.num_inference_steps)
 
     @property
     def default_guidance(self) -> float:
-        return float(self.generator.cfg.generator.cfg_scale)
+        return float(self.pipe.generator.cfg.generator.cfg_scale)
 
     def geneval_spec(self, prompt: str) -> dict | None:
         """The mini GenEval requirements of ``prompt`` when it is one of its prompts (so the detector can judge it)."""
@@ -271,8 +271,9 @@ def generate(models: DemoModels, prompt: Any, steps: Any = None, guidance: Any =
     steps, guidance, seed = _sampling_args(models, steps, guidance, seed, limits)
     n = int(check_number(n, "number of images", limits.images, integer=True))
     gens = [torch.Generator(device="cpu").manual_seed(seed + i) for i in range(n)]
-    images = _uint8(models.generator.generate([prompt], None, n, steps=steps, guidance=guidance, generator=gens,
-                                              progress=progress))
+    models.pipe.set_progress_bar_config(disable=not progress)
+    images = models.pipe([prompt], num_images_per_prompt=n, num_inference_steps=steps, guidance_scale=guidance,
+                         generator=gens, output_type="np").images
     out = []
     spec = models.geneval_spec(prompt)
     for i, im in enumerate(images):
@@ -304,9 +305,10 @@ def edit(models: DemoModels, image: Any, instruction: Any, steps: Any = None, gu
     steps, guidance, seed = _sampling_args(models, steps, guidance, seed, limits)
     x = _to_tensor(read_image(image, limits, name), models.image_size, models.device)
     gen = [torch.Generator(device="cpu").manual_seed(seed)]
-    out = models.generator.generate([instruction], x, 1, steps=steps, guidance=guidance, generator=gen,
-                                    progress=progress)
-    source, edited = _uint8(x)[0], _uint8(out)[0]
+    models.pipe.set_progress_bar_config(disable=not progress)
+    edited = models.pipe([instruction], image=x, num_inference_steps=steps, guidance_scale=guidance, generator=gen,
+                         output_type="np").images[0]
+    source = _uint8(x)[0]
     note = f"seed {seed}, {steps} steps, guidance {guidance:g}"
     if models.miniworld is not None:
         note += (f"; the detector sees {describe_scene(source, models.miniworld)} before and "

@@ -69,6 +69,9 @@ class UniLIPTokenizer(nn.Module):
         "InternVLVisionLayer", "SiglipEncoderLayer", "CLIPEncoderLayer", "ResidualMLPBlock", "ResBlock", "EfficientViTBlock",
     ]
 
+    #: The largest working size of :meth:`reconstruct`, in multiples of ``image_size``.
+    MAX_SIZE_FACTOR = 4
+
     def __init__(self, encoder: VisionEncoder, projection: LatentProjection, decoder: PixelDecoder, image_size: int):
         super().__init__()
         if projection.dim != encoder.dim:
@@ -184,18 +187,34 @@ class UniLIPTokenizer(nn.Module):
         return TokenizerOutput(reconstruction=reconstruction, features=features, latent=latent)
 
     @torch.no_grad()
-    def reconstruct(self, images: Tensor, pad_to_multiple: bool = False) -> Tensor:
-        """Encode and decode for inference: images (B, 3, S, S) in [0, 1] -> clamped reconstructions, same size.
+    def reconstruct(self, images: Tensor, pad_to_multiple: bool = False, size: int | None = None) -> Tensor:
+        """Encode and decode for inference: images (B, 3, H, W) in [0, 1] -> clamped reconstructions (B, 3, H, W), the
+        input's size, as an autoencoder user expects.
 
         Args:
             pad_to_multiple: the official 256 px evaluation mode (`DC_AE_ViT_Stage2_Pad`): reflect-pad the image up to
                 a multiple of the token stride (256 -> 280), split evenly between top/bottom and left/right as the
                 official code does, encode, decode at the padded size (10 x 10 -> 320 -> 280) and crop back.
                 Without it, a side that is not a multiple of the token stride raises :class:`UniLIPError`.
+            size: the resolution the model works at (the feature grid is square): the images are resized to
+                ``size`` x ``size`` (bicubic, antialiased), reconstructed there and resized back to H x W. Default:
+                the input's own size when it is square, else the model's ``image_size``; at most
+                ``MAX_SIZE_FACTOR`` x ``image_size`` (the encoder's attention grows with the fourth power of the side,
+                and far from the trained size its interpolated position embeddings say little).
         """
         if images.ndim != 4:
             raise UniLIPError(f"expected images of shape (B, 3, H, W) in [0, 1], got {tuple(images.shape)}")
         height, width = images.shape[-2:]
+        if size is None:
+            size = height if height == width else self.image_size
+        if not 1 <= size <= self.MAX_SIZE_FACTOR * self.image_size:
+            raise UniLIPError(f"size {size}: this tokenizer works at 1 to {self.MAX_SIZE_FACTOR * self.image_size} px "
+                              f"({self.MAX_SIZE_FACTOR} x its image size {self.image_size}); pass a smaller size")
+        if (height, width) != (size, size):
+            inner = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+            out = self.reconstruct(inner.clamp(0, 1), pad_to_multiple=pad_to_multiple)  # (B, 3, size, size)
+            out = F.interpolate(out, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+            return out.clamp(0, 1)
         if not pad_to_multiple:
             self.encoder.check_images(images)
             return self.decode(self.encode(images), size=width, clamp=True)

@@ -149,10 +149,11 @@ class GeneratorTask(TrainTask):
     def report(self, model: nn.Module, step: int, out_dir: Path) -> None:
         """Mini GenEval on a few prompts with the EMA weights, appended to ``eval.jsonl``: the learning curve."""
         from unilip.eval.geneval_mini import evaluate_geneval
+        from unilip.pipeline import UniLIPPipeline
 
         if not self.cfg.eval_prompts:
             return
-        result = evaluate_geneval(model, self.cfg.model.miniworld, n_prompts=self.cfg.eval_prompts, samples=1,
+        result = evaluate_geneval(UniLIPPipeline(model, progress=False), self.cfg.model.miniworld, n_prompts=self.cfg.eval_prompts, samples=1,
                                   grid_path=out_dir / "images" / f"geneval-{step:07d}.png")
         with open(out_dir / "eval.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, "overall": result["overall"], **result["per_category"]}) + "\n")
