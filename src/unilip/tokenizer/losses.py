@@ -1,6 +1,7 @@
-"""The tokenizer's losses: pixel MSE, perceptual, **self-distillation**, and the GAN term with its discriminator.
+"""The tokenizer's objective, :class:`TokenizerLoss`: pixel MSE, perceptual, **self-distillation**, and the GAN term
+with its discriminator — each weight's YAML key, its check and its multiplication are in this file.
 
-Total (official stage 2/3, official_unilip.md §1.4):
+Total (the official stage 2/3 recipe, the ``loss`` section of the official tokenizer's training configs):
 ``mse + perceptual_weight * perceptual + distill_weight * MSE(F_student, F_teacher) + [step >= gan_start] gan_weight * GAN``.
 
 Self-distillation is the paper's key to keeping the encoder's semantics: the student's features F (after the
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unilip.errors import ConfigError
+from unilip.tokenizer.model import TokenizerOutput
 
 
 @dataclass
@@ -122,3 +124,61 @@ def build_perceptual(cfg: LossConfig) -> nn.Module | None:
     from unilip.tokenizer.perceptual import lpips_metric
 
     return lpips_metric(cfg.lpips_weights)
+
+
+# ------------------------------------------------------------------------------------------------------ the total
+
+
+class TokenizerLoss(nn.Module):
+    """The whole objective of one tokenizer stage: ``loss(out, images, step) -> (total, logs)``.
+
+    ``teacher`` is the frozen encoder the student's features are distilled towards (None: no distillation); the
+    perceptual network is built from the config (weights on disk only); ``discriminator`` exists when the GAN term
+    is configured and is trained by :meth:`discriminator_loss`, the loop's second objective. Terms compute in fp32.
+    """
+
+    def __init__(self, cfg: LossConfig, teacher: nn.Module | None = None):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.teacher = teacher.requires_grad_(False).eval() if teacher is not None else None
+        self.perceptual = build_perceptual(cfg)
+        if self.perceptual is not None:
+            self.perceptual.requires_grad_(False).eval()
+        self.discriminator = PatchDiscriminator(tuple(cfg.disc_channels)) if cfg.gan_start is not None else None
+
+    def gan_on(self, step: int) -> bool:
+        return self.discriminator is not None and step >= self.cfg.gan_start
+
+    def forward(self, out: TokenizerOutput, images: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted total for the student's output ``out`` on ``images`` at ``step``, and each term's value."""
+        w = self.cfg
+        recon = out.reconstruction.float()
+        mse = F.mse_loss(recon, images)
+        total = w.mse_weight * mse
+        logs = {"loss_mse": float(mse.detach())}
+        if self.perceptual is not None:
+            perceptual = self.perceptual.to(images.device)(recon, images).mean()
+            total = total + w.perceptual_weight * perceptual
+            logs["loss_perceptual"] = float(perceptual.detach())
+        if self.teacher is not None:
+            with torch.no_grad():
+                target = self.teacher.to(images.device)(images)
+            distill = distillation_loss(out.features, target)
+            total = total + w.distill_weight * distill
+            logs["loss_distill"] = float(distill.detach())
+        if self.gan_on(step):
+            self.discriminator.requires_grad_(False)  # the reconstruction's term must not train the discriminator
+            gan = generator_adversarial_loss(self.discriminator, recon)
+            self.discriminator.requires_grad_(True)
+            total = total + w.gan_weight * gan
+            logs["loss_gan"] = float(gan.detach())
+        return total, logs
+
+    def discriminator_loss(self, disc: nn.Module, images: torch.Tensor, reconstruction: torch.Tensor,
+                           step: int) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """The discriminator's own loss (``disc``: :attr:`discriminator`, possibly DDP-wrapped); None before
+        ``gan_start``."""
+        if not self.gan_on(step):
+            return None
+        return discriminator_loss(disc, images, reconstruction, self.cfg.lecam_weight)

@@ -15,19 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unilip.config import UniLIPConfig
 from unilip.errors import ConfigError
-from unilip.tokenizer.losses import (
-    LossConfig,
-    PatchDiscriminator,
-    build_perceptual,
-    discriminator_loss,
-    distillation_loss,
-    generator_adversarial_loss,
-)
+from unilip.tokenizer.losses import LossConfig, TokenizerLoss
 from unilip.train.loop import (
     LoopConfig,
     OptimConfig,
@@ -108,18 +100,20 @@ class TokenizerTask(TrainTask):
             getattr(self.model, name).requires_grad_(name in self.trainable)
         # The teacher: a frozen copy of the encoder as it starts this stage (the original encoder: stage 1 never
         # changes it). Built before any resume, so a resumed run distils towards the same target. Never saved.
-        self.teacher: nn.Module | None = None
+        teacher = None
         if cfg.loss.distill_weight > 0 and "encoder" in self.trainable:
-            self.teacher = copy.deepcopy(self.model.encoder).requires_grad_(False).eval()
-        self.perceptual = build_perceptual(cfg.loss)
-        if self.perceptual is not None:
-            self.perceptual.requires_grad_(False).eval()
-        if cfg.loss.gan_start is not None:
-            self.aux_model = PatchDiscriminator(tuple(cfg.loss.disc_channels))
+            teacher = copy.deepcopy(self.model.encoder)
+        self.objective = TokenizerLoss(cfg.loss, teacher)
+        if self.objective.discriminator is not None:  # the loop trains it as its second objective
+            self.aux_model = self.objective.discriminator
             self.aux_lr = cfg.loss.disc_lr
         self._source = open_source(cfg.data.train, cfg.model.miniworld)
         self._loader_cls = ResumableImageLoader
         self._grid = self._grid_images(open_source(cfg.data.eval, cfg.model.miniworld))
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self.objective.teacher
 
     # -- the loop's interface --
 
@@ -139,40 +133,15 @@ class TokenizerTask(TrainTask):
                                      seed=self.cfg.loop.seed, rank=rank, world_size=world_size, train=True,
                                      flip=d.flip, num_workers=d.num_workers, start_step=start_step))
 
-    def _gan_on(self, step: int) -> bool:
-        return self.aux_model is not None and step >= self.cfg.loss.gan_start
-
     def step(self, model: nn.Module, batch: torch.Tensor, step: int) -> StepOutput:
-        w = self.cfg.loss
         images = batch.to(next(self.model.parameters()).device)
         out = model(images)
-        recon = out.reconstruction.float()
-        mse = F.mse_loss(recon, images)
-        total = w.mse_weight * mse
-        logs = {"loss_mse": float(mse.detach())}
-        if self.perceptual is not None:
-            p = self.perceptual.to(images.device)(recon, images).mean()
-            total = total + w.perceptual_weight * p
-            logs["loss_perceptual"] = float(p.detach())
-        if self.teacher is not None:
-            with torch.no_grad():
-                target = self.teacher.to(images.device)(images)
-            d = distillation_loss(out.features, target)
-            total = total + w.distill_weight * d
-            logs["loss_distill"] = float(d.detach())
-        if self._gan_on(step):
-            self.aux_model.requires_grad_(False)  # the generator's term must not train the discriminator
-            g = generator_adversarial_loss(self.aux_model, recon)
-            self.aux_model.requires_grad_(True)
-            total = total + w.gan_weight * g
-            logs["loss_gan"] = float(g.detach())
-        return StepOutput(total, logs, {"images": images, "reconstruction": recon.detach()})
+        total, logs = self.objective(out, images, step)
+        return StepOutput(total, logs, {"images": images, "reconstruction": out.reconstruction.detach().float()})
 
     def aux_step(self, aux_model: nn.Module, batch, out: StepOutput, step: int) -> StepOutput | None:
-        if not self._gan_on(step):
-            return None
-        loss, logs = discriminator_loss(aux_model, out.extras["images"], out.extras["reconstruction"], self.cfg.loss.lecam_weight)
-        return StepOutput(loss, logs)
+        result = self.objective.discriminator_loss(aux_model, out.extras["images"], out.extras["reconstruction"], step)
+        return None if result is None else StepOutput(*result)
 
     def report(self, model: nn.Module, step: int, out_dir: Path) -> None:
         from unilip.eval.grid import save_grid
