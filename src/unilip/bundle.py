@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from unilip.hub import write_model_index
 from unilip.pretrained import BUNDLED_DIR
 
 
@@ -46,6 +47,7 @@ def write_bundle(mllm_dir: str | Path, tokenizer_dir: str | Path, generator_dir:
     provenance = {"mllm_from": str(mllm_dir), "tokenizer_from": str(tokenizer_dir),
                   "generator_from": str(generator_dir) if generator_dir else None, "git_commit": commit,
                   "recipe": "scripts/train_bundled_mini.sh", "dtype": "float16", "bytes": sizes, **(notes or {})}
+    write_model_index(tmp)
     (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from unilip.errors import UniLIPError
 
-__all__ = ["check_state_dict", "load_safetensors_subset", "load_state_dict_strict", "read_config_json",
-           "resolve_pretrained", "save_weights_and_config"]
+__all__ = ["MODEL_INDEX_NAME", "PIPELINE_INDEX", "check_component_config", "check_state_dict", "component_header",
+           "load_safetensors_subset", "load_state_dict_strict", "read_config_json", "read_model_index",
+           "resolve_pretrained", "save_weights_and_config", "write_model_index"]
 
 # Seconds to wait for the hub's metadata answer when online: a dead network fails in seconds, not minutes.
 _ETAG_TIMEOUT_S = 10.0
@@ -209,3 +210,59 @@ def save_weights_and_config(directory: str | Path, state: dict[str, Tensor], con
     finally:
         weights_tmp.unlink(missing_ok=True)
         config_tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------- what our config.json files say
+
+#: The version of the layout of our config.json files; a reader refuses any other.
+FORMAT_VERSION = 1
+
+
+def component_header(class_name: str) -> dict:
+    """The first keys of every config.json unilip writes for its own components (diffusers' convention: the class
+    that reads the folder, and the version that wrote it)."""
+    from unilip import __version__
+
+    return {"_class_name": class_name, "_unilip_version": __version__, "format_version": FORMAT_VERSION}
+
+
+def check_component_config(config: dict, class_name: str, where: str | Path, legacy: dict | None = None) -> None:
+    """Refuse a config.json that :func:`component_header` did not write for ``class_name``. ``legacy``: the header
+    an older unilip wrote for the same layout (accepted as it is)."""
+    if legacy is not None and all(config.get(k) == v for k, v in legacy.items()):
+        return
+    if config.get("_class_name") != class_name or config.get("format_version") != FORMAT_VERSION:
+        raise UniLIPError(f"{where} is not a {class_name} config (format {FORMAT_VERSION}): _class_name "
+                          f"{config.get('_class_name')!r}, format_version {config.get('format_version')!r}")
+
+
+# ---------------------------------------------------------------------------------------- the pipeline's index
+
+MODEL_INDEX_NAME = "model_index.json"
+#: A pipeline directory's components and the classes that load them (as diffusers' model_index.json).
+PIPELINE_INDEX = {"mllm": ["transformers", "InternVLForConditionalGeneration"],
+                  "tokenizer": ["unilip", "UniLIPTokenizer"], "generator": ["unilip", "UniLIPGenerator"]}
+
+
+def write_model_index(directory: str | Path) -> Path:
+    """Write ``model_index.json`` into a pipeline directory, atomically."""
+    path = Path(directory) / MODEL_INDEX_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**component_header("UniLIPPipeline"), **PIPELINE_INDEX}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_model_index(directory: str | Path) -> dict | None:
+    """A pipeline directory's index, checked against :data:`PIPELINE_INDEX`; None when the directory has none (one
+    written before the index existed, or assembled by hand)."""
+    path = Path(directory) / MODEL_INDEX_NAME
+    if not path.is_file():
+        return None
+    index = read_config_json(path, f"the pipeline index of {directory}")
+    check_component_config(index, "UniLIPPipeline", path)
+    wrong = [f"{c}: {index.get(c)} (expected {cls})" for c, cls in PIPELINE_INDEX.items() if index.get(c) != cls]
+    if wrong:
+        raise UniLIPError(f"{path} names components this version cannot load: {'; '.join(wrong)}")
+    return index

@@ -46,7 +46,7 @@ class UniLIPPipeline:
         """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
         offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly."""
         from unilip.generation.model import UniLIPGenerator
-        from unilip.hub import resolve_pretrained
+        from unilip.hub import read_model_index, resolve_pretrained
         from unilip.mllm.model import MLLM
         from unilip.pretrained import resolve_model
         from unilip.tokenizer import UniLIPTokenizer
@@ -59,6 +59,7 @@ class UniLIPPipeline:
             raise UniLIPError(f"{root} is not a UniLIP pipeline directory: no {', '.join(c + '/' for c in missing)} "
                               "(write one with UniLIPPipeline.save_pretrained or `python -m unilip.bundle`)")
         root = Path(root)
+        read_model_index(root)  # when there is one, it must name the classes loaded below
         mllm = MLLM.from_pretrained(root / "mllm", dtype=dtype)
         tokenizer = UniLIPTokenizer.from_pretrained(root / "tokenizer").to(dtype)
         generator = UniLIPGenerator.from_pretrained(root / "generator", mllm, tokenizer).to(dtype)
@@ -66,10 +67,14 @@ class UniLIPPipeline:
         return pipe.to(device) if device is not None else pipe
 
     def save_pretrained(self, directory: str | Path) -> None:
+        """``mllm/``, ``tokenizer/``, ``generator/`` and ``model_index.json`` (which names them and their classes)."""
+        from unilip.hub import write_model_index
+
         directory = Path(directory)
         self.generator.conditioner.mllm.save_pretrained(directory / "mllm")
         self.generator.tokenizer.save_pretrained(directory / "tokenizer")
         self.generator.save_pretrained(directory / "generator")
+        write_model_index(directory)
 
     def to(self, device: str | torch.device) -> UniLIPPipeline:
         self.generator.to(device)

@@ -69,7 +69,7 @@ def test_stage_trains_only_its_groups(components, tmp_path):
     assert torch.equal(before["dit.proj_out.weight"], after["dit.proj_out.weight"])  # frozen DiT untouched
     assert torch.equal(before["connector.layers.0.mlp.up_proj.weight"], after["connector.layers.0.mlp.up_proj.weight"])
     saved = json.loads((tmp_path / "final" / "config.json").read_text())
-    assert saved["format"] == "unilip-generator" and saved["latent_shape"] == [32, 2, 2]
+    assert saved["_class_name"] == "UniLIPGenerator" and saved["latent_shape"] == [32, 2, 2]
 
 
 def test_resume_reproduces_the_uninterrupted_run(components, tmp_path):

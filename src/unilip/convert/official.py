@@ -41,7 +41,7 @@ from unilip.convert.internvit import (
     original_to_hf_tower,
 )
 from unilip.errors import UniLIPError
-from unilip.hub import check_state_dict, save_weights_and_config
+from unilip.hub import check_state_dict, save_weights_and_config, write_model_index
 
 __all__ = [
     "convert_official_generator", "convert_official_tokenizer", "export_internvl", "export_official_generator",
@@ -421,6 +421,7 @@ def convert_official_generator(src: str | os.PathLike[str], dst: str | os.PathLi
     _save_mllm(dst / "mllm", internvl, mllm, src)
     save_weights_and_config(dst / "tokenizer", tok, tok_template.config_dict())
     save_weights_and_config(dst / "generator", gen, generator_config(cfg))
+    write_model_index(dst)
     return dst
 
 

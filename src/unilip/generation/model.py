@@ -38,7 +38,8 @@ from unilip.generation.sampling import sample_latents
 CONDITION_MODES = ("dual", "queries", "hidden")
 CONDITION_CHUNK = 64  # items per connector pass in training (see conditions_of): big enough for full-speed matmuls
 TRAINED_PARTS = ("conditioner", "connector", "dit")  # conditioner.queries only: the MLLM inside stays frozen
-GENERATOR_FORMAT = "unilip-generator"
+# The header generator folders had before every component's config.json started with hub.component_header.
+_LEGACY_HEADER = {"format": "unilip-generator"}
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
@@ -172,14 +173,14 @@ class UniLIPGenerator(nn.Module):
         """
         from unilip.config import GeneratorConfig
         from unilip.config_io import from_dict
-        from unilip.hub import load_safetensors_subset, load_state_dict_strict, read_config_json, resolve_pretrained
+        from unilip.hub import (check_component_config, load_safetensors_subset, load_state_dict_strict,
+                                read_config_json, resolve_pretrained)
 
         directory = resolve_pretrained(str(directory_or_repo), f"the UniLIP generator {directory_or_repo}",
                                        [CONFIG_NAME, WEIGHTS_NAME])
         saved = read_config_json(directory / CONFIG_NAME, f"the UniLIP generator in {directory}")
         try:
-            if saved.get("format") != GENERATOR_FORMAT:
-                raise ValueError(f"format is {saved.get('format')!r}, not {GENERATOR_FORMAT!r}")
+            check_component_config(saved, "UniLIPGenerator", directory / CONFIG_NAME, legacy=_LEGACY_HEADER)
             gen_cfg = from_dict(GeneratorConfig, saved.get("generator"), "generator")  # typed and range-checked
         except (ValueError, KeyError, TypeError) as err:
             raise UniLIPError(f"cannot read the generator config {directory / CONFIG_NAME}: {err}") from err
@@ -232,7 +233,9 @@ class UniLIPGenerator(nn.Module):
 def generator_config(cfg: UniLIPConfig, condition_mode: str = "dual", latent_space: str = "unilip") -> dict:
     """The content of a generator directory's ``config.json``: the generator config, the condition mode, and the
     latent the DiT makes (shape and space), which loading checks against the tokenizer it is given."""
-    return {"format": GENERATOR_FORMAT, "generator": asdict(cfg.generator), "condition_mode": condition_mode,
+    from unilip.hub import component_header
+
+    return {**component_header("UniLIPGenerator"), "generator": asdict(cfg.generator), "condition_mode": condition_mode,
             "latent_shape": list(cfg.latent_shape()), "image_size": cfg.tokenizer.image_size, "latent_space": latent_space}
 
 

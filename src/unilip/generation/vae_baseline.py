@@ -48,14 +48,9 @@ class PixelAutoencoder(nn.Module):
         return self.decode(self.encode(images))
 
     def save_pretrained(self, directory: str | Path) -> None:
-        import json
+        from unilip.hub import component_header, save_weights_and_config
 
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(directory / "model.safetensors"))
-        (directory / "config.json").write_text(json.dumps({"_class_name": "PixelAutoencoder", **self.args}, indent=2) + "\n")
+        save_weights_and_config(directory, self.state_dict(), {**component_header("PixelAutoencoder"), **self.args})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> PixelAutoencoder:
@@ -64,12 +59,14 @@ class PixelAutoencoder(nn.Module):
         from safetensors.torch import load_file
 
         from unilip.errors import UniLIPError
-        from unilip.hub import load_state_dict_strict
+        from unilip.hub import check_component_config, load_state_dict_strict
 
         directory = Path(directory)
         try:
             args = json.loads((directory / "config.json").read_text())
-            args.pop("_class_name")
+            check_component_config(args, "PixelAutoencoder", directory / "config.json",
+                                   legacy={"_class_name": "PixelAutoencoder", "format_version": None})
+            args = {k: v for k, v in args.items() if k not in ("_class_name", "_unilip_version", "format_version")}
             model = cls(**{**args, "widths": tuple(args["widths"])})
             state = load_file(str(directory / "model.safetensors"))
         except (OSError, ValueError, KeyError, TypeError) as err:

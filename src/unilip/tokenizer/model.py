@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from unilip.config import UniLIPConfig, validate_config
 from unilip.errors import UniLIPError
 from unilip.hub import (
+    check_component_config,
+    component_header,
     load_safetensors_subset,
     load_state_dict_strict,
     read_config_json,
@@ -32,7 +34,6 @@ from unilip.tokenizer.projection import LatentProjection
 __all__ = ["TokenizerOutput", "UniLIPTokenizer"]
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-_FORMAT_VERSION = 1
 _DECODER_FIELDS = ("latent_channels", "attention_head_dim", "block_types", "block_out_channels", "layers_per_block",
                    "qkv_multiscales", "upsample_block_type")
 
@@ -110,7 +111,7 @@ class UniLIPTokenizer(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this tokenizer (the content of config.json)."""
         return {
-            "_class_name": type(self).__name__, "format_version": _FORMAT_VERSION, "image_size": self.image_size,
+            **component_header(type(self).__name__), "image_size": self.image_size,
             "encoder": self.encoder.config_dict(), "projection": self.projection.config_dict(),
             "decoder": self.decoder.config_dict(),
         }
@@ -118,9 +119,7 @@ class UniLIPTokenizer(nn.Module):
     @classmethod
     def from_config_dict(cls, config: dict[str, Any]) -> UniLIPTokenizer:
         """A randomly initialised tokenizer from :meth:`config_dict`'s output."""
-        if config.get("_class_name") != cls.__name__ or config.get("format_version") != _FORMAT_VERSION:
-            raise UniLIPError(f"not a {cls.__name__} config (format {_FORMAT_VERSION}): "
-                              f"_class_name {config.get('_class_name')!r}, format {config.get('format_version')!r}")
+        check_component_config(config, cls.__name__, "the config")
         try:
             encoder = VisionEncoder.from_config_dict(config["encoder"])
             projection = LatentProjection(**config["projection"])
