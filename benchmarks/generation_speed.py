@@ -27,6 +27,7 @@ def run_case(preset: str, batch: int, precision: str, steps: int) -> dict:
     from unilip.config import get_preset
     from unilip.generation.model import UniLIPGenerator
     from unilip.mllm.model import MLLM
+    from unilip.pipeline import UniLIPPipeline
     from unilip.tokenizer import UniLIPTokenizer
 
     cfg = get_preset(preset)
@@ -34,6 +35,7 @@ def run_case(preset: str, batch: int, precision: str, steps: int) -> dict:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     gen = UniLIPGenerator(cfg, MLLM.from_config(cfg), UniLIPTokenizer.from_config(cfg)).eval()
+    pipe = UniLIPPipeline(gen, progress=False)
     build_s = time.perf_counter() - t0
     prompts = ["a large red circle above two small blue squares"] * batch
     dtype = torch.bfloat16 if precision == "bf16" else None
@@ -42,13 +44,14 @@ def run_case(preset: str, batch: int, precision: str, steps: int) -> dict:
         return torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
 
     with torch.no_grad(), autocast():
-        gen.generate(prompts[:1], steps=1, generator=torch.Generator().manual_seed(0))  # warm-up
+        pipe(prompts[:1], num_inference_steps=1, generator=torch.Generator().manual_seed(0), output_type="pt")  # warm-up
         t = time.perf_counter()
         cond = gen.conditions(prompts)
         gen.conditions(["Generate an image."] * batch)
         cond_s = time.perf_counter() - t
         t = time.perf_counter()
-        gen.generate(prompts, steps=steps, guidance=3.0, generator=torch.Generator().manual_seed(0))
+        pipe(prompts, num_inference_steps=steps, guidance_scale=3.0, generator=torch.Generator().manual_seed(0),
+             output_type="pt")
         total_s = time.perf_counter() - t
         z = torch.randn(batch, *cfg.latent_shape())
         t = time.perf_counter()

@@ -102,7 +102,7 @@ def run_variant(task, variant: str, steps: int, batch_size: int, fused: bool, po
             x0 = model.latents(batch["images"])
             timer.lap("target latents")
             k = 0 if batch["sources"] is None else batch["sources"].shape[0]
-            features = model._source_features(batch["sources"])
+            features = model.source_features(batch["sources"])
             timer.lap("source features")
         else:
             batch = FrozenPool.collate([pool.item(p) for p in range(first, first + batch_size)])

@@ -119,6 +119,31 @@ class UniLIPPipeline:
             raise UniLIPError(f"{len(tensors)} source images for {n} prompts; pass one image, or one per prompt")
         return torch.stack(tensors).to(self.device, dtype=self.generator.conditioner.queries.dtype)
 
+    def _generate(self, prompts: list[str], sources: torch.Tensor | None, num_images_per_prompt: int,
+                  steps: int | None, guidance_scale: float | None, negative_prompt: str | None, generator,
+                  scheduler: str) -> torch.Tensor:
+        """Images (B * num_images_per_prompt, 3, S, S) in [0, 1]: conditions once, the flow integrated with CFG,
+        decoded. ``steps`` and ``guidance_scale`` default to the generator's config; the unconditional branch is
+        ``negative_prompt`` or the official empty prompt (an edit keeps the source image there too)."""
+        from unilip.generation.conditioner import UNCONDITIONAL_EDIT, UNCONDITIONAL_GENERATE
+        from unilip.generation.flow import sample_latents
+
+        model, defaults = self.generator, self.generator.cfg.generator
+        steps = defaults.num_inference_steps if steps is None else steps
+        guidance_scale = defaults.cfg_scale if guidance_scale is None else guidance_scale
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if sources is not None:
+            sources = sources.repeat_interleave(num_images_per_prompt, 0)
+        features = model.source_features(sources)  # once, for both branches
+        conditions, mask = model.conditions(prompts, features=features)
+        uncond = uncond_mask = None
+        if guidance_scale != 1.0:
+            empty = UNCONDITIONAL_EDIT if features is not None else UNCONDITIONAL_GENERATE
+            uncond, uncond_mask = model.conditions([negative_prompt or empty] * len(prompts), features=features)
+        latents = sample_latents(model.dit, (len(prompts), *model.cfg.latent_shape()), conditions, mask, uncond,
+                                 uncond_mask, guidance_scale, steps, scheduler, generator, self._progress)
+        return model.images(latents)
+
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], image: Any = None, negative_prompt: str | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
@@ -143,9 +168,8 @@ class UniLIPPipeline:
         if output_type not in OUTPUT_TYPES:
             raise UniLIPError(f"output_type: {short(output_type)} is not one of {', '.join(OUTPUT_TYPES)}")
         sources = self._source_tensor(image, len(prompts)) if image is not None else None
-        images = self.generator.generate(prompts, sources, num_images_per_prompt, steps=num_inference_steps,
-                                         guidance=guidance_scale, negative_prompt=negative_prompt, generator=generator,
-                                         scheduler=scheduler, progress=self._progress)
+        images = self._generate(prompts, sources, num_images_per_prompt, num_inference_steps, guidance_scale,
+                                negative_prompt, generator, scheduler)
         if output_type == "pt":
             out: Any = images.float().cpu()
         else:

@@ -82,10 +82,10 @@ def test_guidance_batches_both_branches_and_respects_padding(dit):
     cond, mask = torch.randn(2, 6, 128), torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
     uncond, umask = torch.randn(2, 3, 128), torch.ones(2, 3, dtype=torch.long)
     with torch.no_grad():
-        guided = guided_velocity(dit, x, t, cond, mask, uncond, umask, scale=3.0)
+        guided = guided_velocity(dit, x, t, cond, mask, uncond, umask, guidance_scale=3.0)
         v_c = dit(x, encoder_hidden_states=cond, encoder_attention_mask=mask, timestep=t.expand(2)).sample
         v_u = dit(x, encoder_hidden_states=uncond, encoder_attention_mask=umask, timestep=t.expand(2)).sample
-        plain = guided_velocity(dit, x, t.expand(2), cond, mask, uncond, umask, scale=1.0)
+        plain = guided_velocity(dit, x, t.expand(2), cond, mask, uncond, umask, guidance_scale=1.0)
     torch.testing.assert_close(guided, v_u + 3.0 * (v_c - v_u), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(plain, v_c)
     assert (v_c - v_u).abs().max() > 1e-3  # the conditions matter, so the check above means something

@@ -70,22 +70,29 @@ def test_latents_scale_and_decode_back(parts):
 
 
 def test_generate_and_edit_honour_their_arguments(parts):
-    gen = UniLIPGenerator(*parts).eval()
+    from unilip.pipeline import UniLIPPipeline
+
+    pipe = UniLIPPipeline(UniLIPGenerator(*parts), progress=False)
+
+    def generate(prompts, image=None, **kw):
+        return pipe(prompts, image=image, output_type="pt", **kw).images
 
     def run(seed, **kw):
-        return gen.generate(["a red circle", "a blue square"], steps=2, generator=torch.Generator().manual_seed(seed), **kw)
+        return generate(["a red circle", "a blue square"], num_inference_steps=2,
+                        generator=torch.Generator().manual_seed(seed), **kw)
 
     a, b, c = run(0), run(0), run(1)
     assert a.shape == (2, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert not torch.equal(run(0, negative_prompt="a green triangle"), a)
-    assert not torch.equal(run(0, guidance=1.0), a)
-    many = gen.generate(["a red circle"], num_images_per_prompt=3, steps=2, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(run(0, guidance_scale=1.0), a)
+    many = generate(["a red circle"], num_images_per_prompt=3, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert many.shape[0] == 3 and not torch.equal(many[0], many[1])
-    edits = gen.generate(["remove the square"], _images(1), steps=2, scheduler="dpm", generator=torch.Generator().manual_seed(0))
+    edits = generate(["remove the square"], _images(1), num_inference_steps=2, scheduler="dpm",
+                     generator=torch.Generator().manual_seed(0))
     assert edits.shape == (1, 3, 32, 32)
     with pytest.raises(UniLIPError, match="2 source images for 1 prompts"):
-        gen.generate(["remove the square"], _images(2), steps=1)
+        generate(["remove the square"], _images(2), num_inference_steps=1)
 
 
 @pytest.mark.parametrize("mode", ["dual", "queries", "hidden"])

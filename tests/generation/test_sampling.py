@@ -5,7 +5,7 @@ import torch
 
 from unilip.errors import UniLIPError
 from unilip.generation.flow import NUM_TRAIN_TIMESTEPS
-from unilip.generation.sampling import sample_latents
+from unilip.generation.flow import sample_latents
 
 
 class _Oracle(torch.nn.Module):
@@ -40,7 +40,7 @@ def test_exact_velocity_reaches_the_target(scheduler):
 def test_guidance_extrapolates_from_the_unconditional_target():
     oracle, targets, cond, mask = _setup()
     uncond = torch.zeros_like(cond)  # unconditional: both samples head for target 0
-    x = sample_latents(oracle, (2, 4, 3, 3), cond, mask, uncond, torch.ones(2, 1), guidance=2.0, steps=8,
+    x = sample_latents(oracle, (2, 4, 3, 3), cond, mask, uncond, torch.ones(2, 1), guidance_scale=2.0, steps=8,
                        generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(x[0], targets[0], rtol=1e-4, atol=1e-4)  # cond == uncond: guidance changes nothing
     torch.testing.assert_close(x[1], 2 * targets[1] - targets[0], rtol=1e-4, atol=1e-4)  # x_u + 2 (x_c - x_u)
@@ -58,6 +58,6 @@ def test_same_seed_same_latents_and_errors():
     c = sample_latents(dit, (1, 32, 4, 4), cond, mask, steps=3, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(UniLIPError, match="unconditional"):
-        sample_latents(dit, (1, 32, 4, 4), cond, mask, guidance=3.0)
+        sample_latents(dit, (1, 32, 4, 4), cond, mask, guidance_scale=3.0)
     with pytest.raises(UniLIPError, match="scheduler"):
         sample_latents(dit, (1, 32, 4, 4), cond, mask, scheduler="ddim")

@@ -1,6 +1,6 @@
 """The connector: the MLLM's top decoder layers, run bidirectionally, turning hidden states into DiT conditions.
 
-UniLIP (official §3.4) deep-copies the Qwen2 language model, keeps only its last ``connect_layer = 6`` decoder layers
+UniLIP (official code, nnnth/UniLIP ``unilip/model/unilip_internvl.py``) deep-copies the Qwen2 language model, keeps only its last ``connect_layer = 6`` decoder layers
 and its final norm, runs them over the *whole* sequence (prompt text, source-image tokens, learnable queries) with a
 bidirectional mask that hides only padding, and projects every position to SANA's caption width with one Linear.
 Here the layers are transformers' own ``Qwen2DecoderLayer`` objects, initialised from the MLLM's top layers.

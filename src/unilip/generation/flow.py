@@ -1,8 +1,13 @@
-"""Flow matching (rectified flow) in the UniLIP latent: the training loss and the classifier-free-guidance step.
+"""Flow matching (rectified flow) in the UniLIP latent: the training loss, the classifier-free-guidance step, and
+the sampler that integrates the flow with a diffusers scheduler.
 
-Training (official §3.5): sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts the velocity
+Training (official code, nnnth/UniLIP ``unilip/model/language_model/unilip_internvl.py``, ``forward``): sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts the velocity
 v = eps - x0 at timestep 1000 sigma; the loss is the MSE in fp32. Sampling integrates dx/dsigma = v from sigma = 1
 (noise) to 0 with a diffusers flow scheduler; :func:`guided_velocity` is the CFG step every sampler shares.
+
+Schedulers: ``euler`` (``FlowMatchEulerDiscreteScheduler``, the default) or ``dpm`` (``DPMSolverMultistepScheduler``
+in flow mode), both configured to the training convention ``timestep = 1000 sigma``, no shift. The conditions are
+computed once per call, outside the loop, by the caller (:class:`unilip.pipeline.UniLIPPipeline`).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from unilip.errors import UniLIPError
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -33,13 +40,13 @@ def flow_matching_loss(dit, x0: Tensor, conditions: Tensor, mask: Tensor, genera
 
 
 def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: Tensor, uncond: Tensor | None,
-                    uncond_mask: Tensor | None, scale: float) -> Tensor:
-    """Classifier-free guidance: v_u + s (v_c - v_u), with both branches in one batched DiT call (at s = 1 the
-    conditional branch alone, and ``uncond`` may be None).
+                    uncond_mask: Tensor | None, guidance_scale: float) -> Tensor:
+    """Classifier-free guidance: v_u + s (v_c - v_u), s = ``guidance_scale``, with both branches in one batched DiT
+    call (at s = 1 the conditional branch alone, and ``uncond`` may be None).
 
     Condition sequences of different lengths are right-padded to a common length (the masks hide the padding).
     """
-    if scale == 1.0:
+    if guidance_scale == 1.0:
         return dit(x, encoder_hidden_states=conditions, encoder_attention_mask=mask, timestep=timestep).sample
     length = max(conditions.shape[1], uncond.shape[1])
     cond_all = torch.cat([F.pad(uncond, (0, 0, 0, length - uncond.shape[1])),
@@ -49,4 +56,57 @@ def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: 
     t = timestep.expand(x.shape[0]) if timestep.ndim == 0 else timestep
     v_u, v_c = dit(torch.cat([x, x]), encoder_hidden_states=cond_all, encoder_attention_mask=mask_all,
                    timestep=torch.cat([t, t])).sample.chunk(2)
-    return v_u + scale * (v_c - v_u)
+    return v_u + guidance_scale * (v_c - v_u)
+
+
+# ------------------------------------------------------------------------------------------------------ sampling
+
+SCHEDULERS = ("euler", "dpm")
+
+
+def make_scheduler(name: str = "euler", shift: float = 1.0):
+    """A fresh diffusers flow scheduler (``euler`` or ``dpm``) for the training convention sigma = t / 1000."""
+    if name == "euler":
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=shift)
+    if name == "dpm":
+        from diffusers import DPMSolverMultistepScheduler
+
+        return DPMSolverMultistepScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="flow_prediction",
+                                           use_flow_sigmas=True, flow_shift=shift, solver_order=2)
+    raise UniLIPError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+
+
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None) -> Tensor:
+    """Gaussian noise on the CPU (the same numbers on every device), per image when given a list of generators."""
+    if isinstance(generator, list):
+        if len(generator) != shape[0]:
+            raise UniLIPError(f"{len(generator)} generators for a batch of {shape[0]} images; pass one per image")
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+    return torch.randn(shape, generator=generator)
+
+
+@torch.no_grad()
+def sample_latents(dit, shape: tuple[int, ...], conditions: Tensor, mask: Tensor, uncond: Tensor | None = None,
+                   uncond_mask: Tensor | None = None, guidance_scale: float = 1.0, steps: int = 20, scheduler: str = "euler",
+                   generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = False) -> Tensor:
+    """Latents of ``shape`` (B, C, h, w) from Gaussian noise, guided by ``guidance_scale`` against ``uncond`` when > 1.
+
+    ``generator``: one for the whole batch, or (diffusers' convention) a list with one per image, so that an image
+    depends on its own seed only, not on what else is in the batch.
+    """
+    from tqdm.auto import tqdm
+
+    if steps < 1:
+        raise UniLIPError(f"steps: {steps} must be at least 1")
+    if guidance_scale != 1.0 and uncond is None:
+        raise UniLIPError("guidance other than 1 needs the unconditional conditions")
+    sched = make_scheduler(scheduler)
+    sched.set_timesteps(steps, device=conditions.device)
+    x = initial_noise(shape, generator).to(device=conditions.device, dtype=conditions.dtype)
+    for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
+        timestep = t.expand(shape[0]).to(conditions.dtype)
+        v = guided_velocity(dit, x, timestep, conditions, mask, uncond, uncond_mask, guidance_scale)
+        x = sched.step(v, t, x).prev_sample
+    return x

@@ -7,6 +7,8 @@ One module holds the whole path so that training stages, pipelines and evaluatio
 - :meth:`UniLIPGenerator.latents` / :meth:`UniLIPGenerator.images` map pixels to scaled latents and back;
 - :meth:`UniLIPGenerator.loss` is the flow-matching objective on a batch.
 
+Sampling is the pipeline's (:class:`unilip.pipeline.UniLIPPipeline`, with :func:`unilip.generation.flow.sample_latents`).
+
 The MLLM and the tokenizer are frozen; the queries, the connector and the DiT are what the stages train.
 ``condition_mode`` selects the paper's ablations: ``dual`` (multimodal hidden states + queries, the default),
 ``queries`` (the query outputs only) or ``hidden`` (the hidden states only, queries masked out).
@@ -15,25 +17,21 @@ The MLLM and the tokenizer are frozen; the queries, the connector and the DiT ar
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from unilip.config import UniLIPConfig
 from unilip.errors import UniLIPError
-from unilip.generation.conditioner import (
-    UNCONDITIONAL_EDIT,
-    UNCONDITIONAL_GENERATE,
-    Conditioner,
-    Prefix,
-)
+from unilip.generation.conditioner import Conditioner, Prefix
 from unilip.generation.connector import Connector
 from unilip.generation.dit import build_dit
 from unilip.generation.flow import flow_matching_loss
-from unilip.generation.sampling import sample_latents
 
 CONDITION_MODES = ("dual", "queries", "hidden")
 CONDITION_CHUNK = 64  # items per connector pass in training (see conditions_of): big enough for full-speed matmuls
@@ -86,16 +84,18 @@ class UniLIPGenerator(nn.Module):
         """The DiT's latents -> images in [0, 1] (the UniLIP decoder, clamped)."""
         return (self.autoencoder or self.tokenizer).decode(latents / self.latent_scale, clamp=True)
 
-    def conditions(self, instructions: list[str], source_images: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Cross-attention conditions (B, L, caption_channels) and their mask (B, L) for prompts or edits."""
-        return self._conditions(instructions, self._source_features(source_images))
+    def conditions(self, instructions: list[str], source_images: Tensor | None = None,
+                   features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Cross-attention conditions (B, L, caption_channels) and their mask (B, L) for prompts or edits: of
+        ``source_images``, or of their :meth:`source_features` computed before (both CFG branches share them)."""
+        if features is None:
+            features = self.source_features(source_images)
+        return self.conditions_of(self.conditioner.prefix(instructions, features))
 
     @torch.no_grad()
-    def _source_features(self, source_images: Tensor | None) -> Tensor | None:
+    def source_features(self, source_images: Tensor | None) -> Tensor | None:
+        """The UniLIP encoder's features of edit sources (B, N, D), what the MLLM reads in place of its own."""
         return None if source_images is None else self.tokenizer.features(source_images)
-
-    def _conditions(self, instructions: list[str], features: Tensor | None) -> tuple[Tensor, Tensor]:
-        return self.conditions_of(self.conditioner.prefix(instructions, features))
 
     def conditions_of(self, prefix: Prefix, chunk: int = CONDITION_CHUNK) -> tuple[Tensor, Tensor]:
         """Conditions and mask from the frozen MLLM's pass over the prompts (:class:`Prefix`): the queries run on its
@@ -127,9 +127,9 @@ class UniLIPGenerator(nn.Module):
         prompts; the two groups go through the MLLM separately and are stacked into one left-padded prefix."""
         k = 0 if source_images is None else source_images.shape[0]
         if k == 0 or k == len(instructions):
-            return self.conditioner.prefix(instructions, self._source_features(source_images))
+            return self.conditioner.prefix(instructions, self.source_features(source_images))
         generate = self.conditioner.prefix(instructions[: len(instructions) - k])
-        edit = self.conditioner.prefix(instructions[len(instructions) - k:], self._source_features(source_images))
+        edit = self.conditioner.prefix(instructions[len(instructions) - k:], self.source_features(source_images))
         return Prefix.stack(generate.split() + edit.split())
 
     def loss_on(self, latents: Tensor, prefix: Prefix, generator: torch.Generator | None = None) -> Tensor:
@@ -201,34 +201,6 @@ class UniLIPGenerator(nn.Module):
         load_state_dict_strict(model, {**frozen, **state}, f"the generator weights in {directory}")
         return model
 
-    @torch.no_grad()
-    def generate(self, prompts: list[str], source_images: Tensor | None = None, num_images_per_prompt: int = 1,
-                 steps: int | None = None, guidance: float | None = None, negative_prompt: str | None = None,
-                 generator: torch.Generator | list[torch.Generator] | None = None, scheduler: str = "euler",
-                 progress: bool = False) -> Tensor:
-        """Images (B * num_images_per_prompt, 3, S, S) in [0, 1] for prompts, or edits of ``source_images``.
-
-        ``steps`` and ``guidance`` default to the config's; the unconditional branch is ``negative_prompt`` or the
-        official empty prompt (editing keeps the source image there too). Conditions are computed once per call.
-        """
-        if source_images is not None and source_images.shape[0] != len(prompts):
-            raise UniLIPError(f"{source_images.shape[0]} source images for {len(prompts)} prompts")
-        g = self.cfg.generator
-        steps = g.num_inference_steps if steps is None else steps
-        guidance = g.cfg_scale if guidance is None else guidance
-        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        if source_images is not None:
-            source_images = source_images.repeat_interleave(num_images_per_prompt, 0)
-        features = self._source_features(source_images)
-        conditions, mask = self._conditions(prompts, features)
-        uncond = uncond_mask = None
-        if guidance != 1.0:
-            empty = UNCONDITIONAL_EDIT if features is not None else UNCONDITIONAL_GENERATE
-            uncond, uncond_mask = self._conditions([negative_prompt or empty] * len(prompts), features)
-        latents = sample_latents(self.dit, (len(prompts), *self.cfg.latent_shape()), conditions, mask, uncond,
-                                 uncond_mask, guidance, steps, scheduler, generator, progress)
-        return self.images(latents)
-
 
 def generator_config(cfg: UniLIPConfig, condition_mode: str = "dual", latent_space: str = "unilip") -> dict:
     """The content of a generator directory's ``config.json``: the generator config, the condition mode, and the
@@ -258,3 +230,33 @@ def measure_latent_scale(tokenizer, images: Tensor) -> float:
     """1 / std of the UniLIP latents of ``images``: the factor that gives the DiT unit-variance targets (the
     official 10.6 for 1B and 9.5 for 2B were chosen so; recompute it for a new tokenizer)."""
     return float(1.0 / tokenizer.encode(images).float().std())
+
+
+#: Images per encoder pass in :func:`latent_scale_of_images`: bounds its memory whatever the number of images.
+LATENT_SCALE_CHUNK = 256
+
+
+@torch.no_grad()
+def latent_scale_of_images(tokenizer, images: Sequence[Image.Image], image_size: int,
+                           chunk: int = LATENT_SCALE_CHUNK) -> float:
+    """:func:`measure_latent_scale` over ``images`` (each resized and centre-cropped to ``image_size``), encoded
+    ``chunk`` at a time so that thousands of images fit in memory.
+
+    The chunks' counts, means and squared deviations are pooled (Chan et al.'s parallel variance), so the result is
+    1 / std of all the latents as one batch would give it: averaging the chunks' scales, or their variances alone,
+    would not be (a std of a union is neither, when the chunks' means differ).
+    """
+    from unilip.data.loader import eval_transform
+
+    if not images:
+        raise UniLIPError("no images to measure the latent scale over")
+    count, mean, squares = 0, 0.0, 0.0  # running pooled statistics, float64
+    for start in range(0, len(images), chunk):
+        batch = torch.stack([eval_transform(im, image_size) for im in images[start : start + chunk]])
+        latents = tokenizer.encode(batch).double()
+        k, chunk_mean = latents.numel(), float(latents.mean())
+        delta = chunk_mean - mean
+        squares += float(((latents - chunk_mean) ** 2).sum()) + delta**2 * count * k / (count + k)
+        mean += delta * k / (count + k)
+        count += k
+    return ((count - 1) / squares) ** 0.5  # 1 / the unbiased std, as torch.std gives it
