@@ -59,9 +59,10 @@ __all__ = [
 #################################################################################
 #                              UniLIP Configs                                   #
 #################################################################################
-# The defaults of every dataclass below are the `1b` preset, i.e. the paper's UniLIP-1B. Sources, abbreviated:
-# presets.md = shared/design/presets.md (upstream hub configs), official = shared/design/official_unilip.md (the
-# UniLIP repository, nnnth/UniLIP@299817d).
+# The defaults of every dataclass below are the `1b` preset, i.e. the paper's UniLIP-1B (arXiv 2507.23278). Sources:
+# the upstream Hugging Face hub configs, named at each field (OpenGVLab/InternVL3-1B-hf,
+# Efficient-Large-Model/Sana_600M_512px_diffusers, mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers), and "official" =
+# the official UniLIP code (github.com/nnnth/UniLIP at commit 299817d).
 
 
 def _positive(**values: float) -> None:
@@ -81,7 +82,7 @@ def _at_most(limit: float, **values: float) -> None:
 class VisionEncoderConfig:
     """The CLIP-like vision encoder: InternViT (transformers' native ``InternVLVisionConfig``)."""
 
-    # InternViT-300M-448px-V2_5, the same for InternVL3-1B and -2B (presets.md §3 vision_config).
+    # InternViT-300M-448px-V2_5, same in InternVL3-1B and -2B (OpenGVLab/InternVL3-1B-hf config.json, vision_config).
     hidden_size: int = 1024
     num_layers: int = 24
     num_heads: int = 16  # head dim 64
@@ -111,7 +112,7 @@ class VisionEncoderConfig:
 class LanguageModelConfig:
     """The MLLM's language model: Qwen2 (transformers' ``Qwen2Config``). Its width is D, the feature width."""
 
-    # Qwen2.5-0.5B inside InternVL3-1B-hf (presets.md §3 text_config).
+    # Qwen2.5-0.5B inside InternVL3-1B-hf (OpenGVLab/InternVL3-1B-hf config.json, text_config).
     hidden_size: int = 896
     num_layers: int = 24
     num_heads: int = 14  # head dim 64
@@ -121,9 +122,10 @@ class LanguageModelConfig:
     max_position_embeddings: int = 32768
     rope_theta: float = 1000000.0
     rms_norm_eps: float = 1e-6
-    # InternVL3-1B/2B have an untied lm_head. transformers 5.x gives InternVLConfig a top-level
-    # `tie_word_embeddings=True` default, so a config that does not pass False at the top level (as well as in
-    # text_config) silently ties lm_head to embed_tokens (presets.md §3, "tie_word_embeddings pitfall").
+    # InternVL3-1B/2B have an untied lm_head (the remote-code OpenGVLab/InternVL3-1B config.json says
+    # `tie_word_embeddings: false`). transformers 5.x gives InternVLConfig a top-level `tie_word_embeddings=True`
+    # default (transformers' `models/internvl/configuration_internvl.py`), so a config that does not pass False at the
+    # top level (as well as in text_config) silently ties lm_head to embed_tokens.
     tie_word_embeddings: bool = False
 
     def validate(self) -> None:
@@ -148,7 +150,7 @@ class MLLMConfig:
     pretrained: str | None = "OpenGVLab/InternVL3-1B-hf"
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
     language: LanguageModelConfig = field(default_factory=LanguageModelConfig)
-    downsample_ratio: float = 0.5  # pixel shuffle: 2x2 patches -> 1 token (presets.md §3 top level)
+    downsample_ratio: float = 0.5  # pixel shuffle: 2x2 patches -> 1 token (OpenGVLab/InternVL3-1B-hf config.json)
 
     def validate(self) -> None:
         if not 0 < self.downsample_ratio <= 1 or (1 / self.downsample_ratio) % 1:
@@ -171,8 +173,9 @@ class TokenizerConfig:
     # A local directory or repo id of a transformers SigLIP / CLIP vision model to use instead of the MLLM's InternViT,
     # with a fresh projector to D (the recipe beyond InternViT). None: the MLLM's InternViT + mlp1, as the paper.
     encoder_backbone: str | None = None
-    # The pixel decoder: `AutoencoderDC(...).decoder` of DC-AE f32c32 SANA 1.1, fine-tuned (official §1.2).
-    # Layout from presets.md §2 (diffusers `AutoencoderDC` decoder_* keys). None: random init.
+    # The pixel decoder: `AutoencoderDC(...).decoder` of DC-AE f32c32 SANA 1.1, fine-tuned (official code,
+    # `tokenizer/modeling/dc_ae_vit*.py`). Layout from mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers config.json
+    # (diffusers `AutoencoderDC` decoder_* keys). None: random init.
     decoder_pretrained: str | None = "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers"
     decoder_block_out_channels: tuple[int, ...] = (128, 256, 512, 512, 1024, 1024)
     decoder_layers_per_block: tuple[int, ...] = (3, 3, 3, 3, 3, 3)
@@ -224,7 +227,8 @@ class GeneratorConfig:
 
     num_queries: int = 256  # official `n_query`
     connector_layers: int = 6  # official `connect_layer`: a copy of the MLLM's top 6 layers, bidirectional
-    # SANA 0.6B 512px (presets.md §1, `SanaTransformer2DModel`). None: random init.
+    # SANA 0.6B 512px (Efficient-Large-Model/Sana_600M_512px_diffusers transformer/config.json,
+    # `SanaTransformer2DModel`). None: random init.
     dit_pretrained: str | None = "Efficient-Large-Model/Sana_600M_512px_diffusers"
     dit_num_layers: int = 28
     dit_num_heads: int = 36  # x dit_head_dim 32 = inner dim 1152
@@ -234,10 +238,12 @@ class GeneratorConfig:
     caption_channels: int = 2304  # SANA's text width (Gemma-2-2B); the connector's Linear(D -> 2304) feeds it
     mlp_ratio: float = 2.5  # GLUMBConv
     # sincos position embeddings: diffusers >= 0.33 turns them off when the key is absent (as in SANA's hub configs),
-    # UniLIP trained under diffusers 0.32.2 where it meant 1 (presets.md, the positional-embedding caveat)
+    # UniLIP trained under diffusers 0.32.2 where it meant 1 (diffusers `models/transformers/sana_transformer.py`;
+    # the change is huggingface/diffusers#10431, in no 0.32.x release)
     dit_interpolation_scale: int = 1
     # The latent is multiplied by this before diffusion and divided after: official `unilip_factor`, 10.6 for 1B and
-    # 9.5 for 2B (official §3.5; the ModelArguments default 5.85 is not used by the released runs).
+    # 9.5 for 2B (the official launchers, `scripts/run_unilip_{1b,2b}_stage*.sh`; the ModelArguments default 5.85 in
+    # `unilip/train/train_stage*.py` is not used by the released runs).
     latent_scale: float = 10.6
     cfg_scale: float = 4.5  # official pipelines' default (GenEval, WISE, ImgEdit-1B)
     num_inference_steps: int = 20  # official `generate_image` hard-codes 20 DPM-Solver steps
@@ -318,7 +324,11 @@ def unilip_1b() -> UniLIPConfig:
 
 
 def unilip_2b() -> UniLIPConfig:
-    """UniLIP-3B in the paper: InternVL3-2B-hf (same InternViT, Qwen2.5-1.5B) + SANA 1.6B 512px (presets.md)."""
+    """UniLIP-3B in the paper: InternVL3-2B-hf (same InternViT, Qwen2.5-1.5B) + SANA 1.6B 512px.
+
+    Hub configs: OpenGVLab/InternVL3-2B-hf config.json (text_config) and
+    Efficient-Large-Model/Sana_1600M_512px_diffusers transformer/config.json.
+    """
     return UniLIPConfig(
         preset="2b",
         mllm=MLLMConfig(
@@ -340,8 +350,9 @@ def unilip_2b() -> UniLIPConfig:
 def unilip_mini() -> UniLIPConfig:
     """The whole method at toy scale, trained from scratch on the mini world on a CPU.
 
-    The sizes are set for training on 2 CPU cores and come from shared/design/miniworld_feasibility.md (the measured
-    tiny InternVL and tiny SANA): 64 px, patch 8 -> 8x8 patches -> pixel shuffle -> 4x4 = 16 tokens, latent 32x4x4.
+    The sizes are set so that each model trains in minutes on 2 CPU cores, after a tiny InternVL and a tiny SANA whose
+    learning curves we measured on such a machine: 64 px, patch 8 -> 8x8 patches -> pixel shuffle -> 4x4 = 16 tokens,
+    latent 32x4x4. The bundled mini models' learning curves are in README.md ("The mini MLLM and the embedded default").
     """
     return UniLIPConfig(
         preset="mini",
@@ -349,7 +360,7 @@ def unilip_mini() -> UniLIPConfig:
             pretrained=None,
             vision=VisionEncoderConfig(
                 hidden_size=128, num_layers=4, num_heads=4, intermediate_size=512, image_size=64, patch_size=8,
-                layer_scale_init=1.0,  # from scratch, as the feasibility check's tiny InternViT
+                layer_scale_init=1.0,  # from scratch, as the measured tiny InternViT
             ),
             language=LanguageModelConfig(
                 hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=352,
@@ -373,14 +384,14 @@ def unilip_mini() -> UniLIPConfig:
             num_queries=16,  # one query per latent cell, as 256 queries for 16x16 at 1b/2b
             connector_layers=2,
             dit_pretrained=None,
-            dit_num_layers=6,  # 4 x 32 heads, 6 layers: the 1.8 M-parameter SANA of the feasibility check
+            dit_num_layers=6,  # 4 x 32 heads, 6 layers: the measured 1.8 M-parameter tiny SANA
             dit_num_heads=4,
             dit_head_dim=32,
             dit_cross_heads=4,
             dit_cross_head_dim=32,
             caption_channels=128,
             latent_scale=1.0,  # placeholder: to be computed from the trained tokenizer's latents
-            cfg_scale=2.0,  # CFG 1.5-3 was best in the feasibility check
+            cfg_scale=2.0,  # CFG 1.5-3 was best for the measured tiny SANA (5 was worse)
         ),
     )
 
@@ -389,9 +400,11 @@ PRESETS: dict[str, Callable[[], UniLIPConfig]] = {"mini": unilip_mini, "1b": uni
 _DEFAULT_PRESETS[UniLIPConfig] = PRESETS
 
 _PRESET_SOURCES = {
-    "mini": "shared/design/miniworld_feasibility.md (sized for training on 2 CPU cores)",
-    "1b": "shared/design/presets.md (InternVL3-1B-hf, Sana_600M_512px, DC-AE f32c32) and official_unilip.md",
-    "2b": "shared/design/presets.md (InternVL3-2B-hf, Sana_1600M_512px, DC-AE f32c32) and official_unilip.md",
+    "mini": "sized so that each model trains in minutes on 2 CPU cores (learning curves in README.md)",
+    "1b": "the hub configs of OpenGVLab/InternVL3-1B-hf, Efficient-Large-Model/Sana_600M_512px_diffusers and\n"
+          "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers, and the official UniLIP-1B recipe (nnnth/UniLIP)",
+    "2b": "the hub configs of OpenGVLab/InternVL3-2B-hf, Efficient-Large-Model/Sana_1600M_512px_diffusers and\n"
+          "mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers, and the official UniLIP-3B recipe (nnnth/UniLIP)",
 }
 
 

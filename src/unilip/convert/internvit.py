@@ -3,8 +3,8 @@
 The official UniLIP checkpoints store the vision tower as OpenGVLab's remote code names it (``attn.qkv`` fused,
 ``ls1``, ``norm1``, ``mlp1.0``); we build the tower with transformers' ``InternVLVisionModel`` (``attention.q_proj`` /
 ``k_proj`` / ``v_proj``, ``lambda_1``, ``layernorm_before``, ``multi_modal_projector.layer_norm``). The rename table is
-transformers' own conversion map (peers_and_libraries.md §4); the fused ``qkv`` [3C, C] is split by rows into q, k, v
-(and concatenated back on export), bias included when the checkpoint has one.
+transformers' own conversion map (``models/internvl/convert_internvl_weights_to_hf.py``); the fused ``qkv`` [3C, C]
+is split by rows into q, k, v (and concatenated back on export), bias included when the checkpoint has one.
 """
 
 from __future__ import annotations

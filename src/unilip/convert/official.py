@@ -1,6 +1,8 @@
 """The published UniLIP checkpoints <-> our directories, in one environment and without any hub look-up.
 
-Official layouts (official_unilip.md §4):
+Official layouts (as the official code, nnnth/UniLIP, writes them: the tokenizer's EMA state dict saved by
+``tokenizer/scripts/train_stage*.py``, the generator ``UniLIP_InternVLForCausalLM`` saved by the HF Trainer of
+``unilip/train/train_stage*.py``):
 
 - **tokenizer** ``1b_unilip.pth`` / ``2b_unilip.pth``: a pickled flat state dict, ``encoder.*`` (InternViT, original
   naming), ``mlp1.{0,1,3}``, ``down_blocks.*`` / ``down_mlp.*`` (h_phi) and ``decoder.*`` (DC-AE decoder). It is read

@@ -1,11 +1,11 @@
 """The conditioner: the frozen MLLM reads the prompt (and, to edit, the source image), then learnable queries.
 
 UniLIP's "dual condition" (official code, nnnth/UniLIP: ``preprocess_internvl`` in ``unilip/train/train_stage*.py``,
-``unilip/model/unilip_internvl.py`` and ``unilip/model/language_model/unilip_internvl.py``): the chat turn ``Generate an image: {caption}`` or
-``Edit the image: {instruction}\\n<image>`` is followed by ``<img>`` and N learnable query embeddings; the frozen
-language model runs causally over all of it and its last hidden layer (after the final norm) is kept at *every*
-position. For editing, the hidden states at the source image's positions are overwritten with the encoder features
-F themselves, so the reference details reach the DiT unprocessed.
+``unilip/model/unilip_internvl.py`` and ``unilip/model/language_model/unilip_internvl.py``): the chat turn
+``Generate an image: {caption}`` or ``Edit the image: {instruction}\\n<image>`` is followed by ``<img>`` and N
+learnable query embeddings; the frozen language model runs causally over all of it and its last hidden layer (after
+the final norm) is kept at *every* position. For editing, the hidden states at the source image's positions are
+overwritten with the encoder features F themselves, so the reference details reach the DiT unprocessed.
 
 Prompts are left-padded and positions count valid tokens only, so a prompt's conditions do not depend on what else
 is in its batch. The MLLM's weights are frozen, but gradients flow through it to the queries.

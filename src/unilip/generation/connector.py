@@ -1,9 +1,10 @@
 """The connector: the MLLM's top decoder layers, run bidirectionally, turning hidden states into DiT conditions.
 
-UniLIP (official code, nnnth/UniLIP ``unilip/model/unilip_internvl.py``) deep-copies the Qwen2 language model, keeps only its last ``connect_layer = 6`` decoder layers
-and its final norm, runs them over the *whole* sequence (prompt text, source-image tokens, learnable queries) with a
-bidirectional mask that hides only padding, and projects every position to SANA's caption width with one Linear.
-Here the layers are transformers' own ``Qwen2DecoderLayer`` objects, initialised from the MLLM's top layers.
+UniLIP (official code, nnnth/UniLIP ``unilip/model/unilip_internvl.py``) deep-copies the Qwen2 language model, keeps
+only its last ``connect_layer = 6`` decoder layers and its final norm, runs them over the *whole* sequence (prompt
+text, source-image tokens, learnable queries) with a bidirectional mask that hides only padding, and projects every
+position to SANA's caption width with one Linear. Here the layers are transformers' own ``Qwen2DecoderLayer`` objects,
+initialised from the MLLM's top layers.
 
 Positions are ``cumsum(mask) - 1`` over valid tokens, so left and right padding give the same conditions; padded
 positions come out as zeros. The mask uses a large *finite* negative, so fully padded rows never produce NaN in fp16.

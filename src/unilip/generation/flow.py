@@ -1,9 +1,10 @@
 """Flow matching (rectified flow) in the UniLIP latent: the training loss, the classifier-free-guidance step, and
 the sampler that integrates the flow with a diffusers scheduler.
 
-Training (official code, nnnth/UniLIP ``unilip/model/language_model/unilip_internvl.py``, ``forward``): sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts the velocity
-v = eps - x0 at timestep 1000 sigma; the loss is the MSE in fp32. Sampling integrates dx/dsigma = v from sigma = 1
-(noise) to 0 with a diffusers flow scheduler; :func:`guided_velocity` is the CFG step every sampler shares.
+Training (the official code's ``forward``, nnnth/UniLIP ``unilip/model/language_model/unilip_internvl.py``):
+sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts the velocity v = eps - x0 at timestep
+1000 sigma; the loss is the MSE in fp32. Sampling integrates dx/dsigma = v from sigma = 1 (noise) to 0 with a diffusers
+flow scheduler; :func:`guided_velocity` is the CFG step every sampler shares.
 
 Schedulers: ``euler`` (``FlowMatchEulerDiscreteScheduler``, the default) or ``dpm`` (``DPMSolverMultistepScheduler``
 in flow mode), both configured to the training convention ``timestep = 1000 sigma``, no shift. The conditions are

@@ -1,10 +1,11 @@
 """The pixel decoder: the UniLIP latent z (B, 32, h, w) back to an image, with DC-AE's decoder.
 
-UniLIP takes only the decoder of DC-AE f32c32 (SANA 1.1) and fine-tunes it (official_unilip.md §1.2); the DC-AE
-encoder is never used, because the encoder is the MLLM's ViT. :class:`PixelDecoder` *is* diffusers' ``Decoder``
-(a subclass), so its state dict is exactly the ``decoder.*`` tensors of an ``AutoencoderDC`` checkpoint with the prefix
-removed, and converting either way is a rename. It adds the two things the official code does around the decoder:
-mapping [-1, 1] to [0, 1] and resizing the f32 output (512 px for a 16 x 16 latent) back to the input size (448 px).
+UniLIP takes only the decoder of DC-AE f32c32 (SANA 1.1) and fine-tunes it (official code, nnnth/UniLIP
+``tokenizer/modeling/dc_ae_vit*.py``); the DC-AE encoder is never used, because the encoder is the MLLM's ViT.
+:class:`PixelDecoder` *is* diffusers' ``Decoder`` (a subclass), so its state dict is exactly the ``decoder.*`` tensors
+of an ``AutoencoderDC`` checkpoint with the prefix removed, and converting either way is a rename. It adds the two
+things the official code does around the decoder: mapping [-1, 1] to [0, 1] and resizing the f32 output (512 px for a
+16 x 16 latent) back to the input size (448 px).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class PixelDecoder(Decoder):
         out_channels: image channels (3).
         attention_head_dim, block_types, block_out_channels, layers_per_block, qkv_multiscales, norm_types, act_fns,
         upsample_block_type, in_shortcut, conv_act_fn: diffusers ``Decoder`` arguments (``AutoencoderDC``'s
-            ``decoder_*`` keys); the defaults are DC-AE f32c32 (presets.md §2).
+            ``decoder_*`` keys); the defaults are DC-AE f32c32
+            (mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers config.json).
         resize_antialias: antialias the bilinear resize to the requested size. The official code resizes with plain
             bilinear interpolation (``align_corners=False``, no antialias; `DC_AE_ViT_Stage2_448*.decode`), which the
             default reproduces.

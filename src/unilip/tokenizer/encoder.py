@@ -41,7 +41,8 @@ from unilip.hub import (
 
 __all__ = ["HFVisionEncoder", "InternViTEncoder", "VisionEncoder", "build_encoder", "pixel_shuffle"]
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # InternViT (official §1.1)
+# InternViT's input normalisation (the official tokenizer code, nnnth/UniLIP `tokenizer/`)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 _WEIGHTS = ["config.json", "*.safetensors", "*.safetensors.index.json", "preprocessor_config.json"]
@@ -202,9 +203,10 @@ class InternViTEncoder(VisionEncoder):
             intermediate_size=vision.intermediate_size, image_size=vision.image_size, patch_size=vision.patch_size,
             attention_bias=vision.attention_bias, layer_scale_init_value=vision.layer_scale_init,
             norm_type=vision.norm_type, layer_norm_eps=vision.layer_norm_eps, use_qk_norm=vision.use_qk_norm,
-            # 0.02, not InternVL3's hub value 1e-10, which would start every Linear at ~0 (presets.md §3).
+            # 0.02, not InternVL3's hub value 1e-10 (OpenGVLab/InternVL3-1B-hf config.json, vision_config), which
+            # would start every Linear at ~0.
             initializer_range=0.02,
-            use_mean_pooling=True,  # final `layernorm` = Identity: features are the raw last layer (official §1.1)
+            use_mean_pooling=True,  # final `layernorm` = Identity: the raw last layer (official `encode()`)
         )
         return cls(config, dim, downsample_ratio)
 

@@ -2,8 +2,8 @@
 
 UniLIP keeps the MLLM's features for understanding and adds only this projection (plus the pixel decoder) for
 reconstruction and generation; z is what the DiT generates. The layout copies the official code
-(`DCAE_Decoder.down_blocks` / `down_mlp` in `unilip/model/vae_modules.py`, `modeling/dc_ae_vit*.py`, official_unilip.md
-§1.1 step 5), module for module, so an official checkpoint converts by renaming prefixes only:
+(nnnth/UniLIP: `DCAE_Decoder.down_blocks` / `down_mlp` in `unilip/model/vae_modules.py`,
+`tokenizer/modeling/dc_ae_vit*.py`), module for module, so an official checkpoint converts by renaming prefixes only:
 ``down_blocks.i.mlp.{0,1,3}`` -> ``blocks.i.mlp.{0,1,3}`` and ``down_mlp.{0,1,3}`` -> ``head.{0,1,3}``.
 """
 
@@ -38,8 +38,8 @@ class LatentProjection(nn.Module):
         latent_channels: C, the latent width (32, hard-coded in the official code; DC-AE f32c32's latent width).
         num_blocks: residual blocks (official: 3).
         block_norm_eps: LayerNorm eps inside the blocks (official: 1e-6).
-        head_norm_eps: LayerNorm eps of the head. official_unilip.md does not state it; the official code writes a
-            bare ``nn.LayerNorm(llm_hidden_size)``, i.e. PyTorch's default 1e-5, which we keep so that converted
+        head_norm_eps: LayerNorm eps of the head. The official code writes a bare ``nn.LayerNorm(llm_hidden_size)``
+            (no eps given), i.e. PyTorch's default 1e-5, which we keep so that converted
             official checkpoints compute the same function.
     """
 

@@ -1,8 +1,9 @@
 """Exponential moving average of a model's trainable weights, kept by parameter name.
 
 The official tokenizer evaluates and hands on to the next stage the EMA weights (decay 0.999 with the warm-up
-``min(decay, (1 + n) / (10 + n))`` after n updates; official_unilip.md §1.4). Keyed by name rather than by position,
-so the shadow weights save to safetensors and load back into any model with the same names.
+``min(decay, (1 + n) / (10 + n))`` after n updates; the custom ``EMAModel`` of nnnth/UniLIP's
+``tokenizer/scripts/train_stage*.py``). Keyed by name rather than by position, so the shadow weights save to
+safetensors and load back into any model with the same names.
 """
 
 from __future__ import annotations

@@ -40,7 +40,11 @@ MAX_TRAIN_BATCH = 65_536  # images per process and step
 
 @dataclass
 class OptimConfig:
-    """AdamW + warm-up + cosine. Defaults: the official tokenizer recipe (official_unilip.md §1.4)."""
+    """AdamW + warm-up + cosine.
+
+    Defaults: the official tokenizer recipe (nnnth/UniLIP, ``tokenizer/scripts/train_stage*.py`` with their
+    ``internvl3_*_stage*.yaml`` configs).
+    """
 
     lr: float = 1e-4  # peak learning rate of a group with lr_scale 1
     betas: tuple[float, float] = (0.9, 0.999)

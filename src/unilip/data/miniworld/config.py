@@ -1,8 +1,9 @@
 """The difficulty knobs of the mini world, in one dataclass.
 
-Every model in unilip (mini MLLM, tokenizer, generator) learns this world on two CPU cores, so how hard the world
-is matters as much as the models: more objects, shapes, colours or sizes make every learning curve slower (see
-``shared/design/miniworld_feasibility.md``). All of it is chosen here, and nowhere else.
+Every model in unilip (mini MLLM, tokenizer, generator) learns this world on two CPU cores, so how hard the world is
+matters as much as the models: more objects, shapes, colours or sizes make every learning curve slower (the measured
+curves on 2 CPU cores: README.md, "The mini MLLM and the embedded default"). All of it is chosen here, and nowhere
+else.
 """
 
 from __future__ import annotations
