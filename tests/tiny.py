@@ -36,7 +36,7 @@ def save_tiny_components(root):
 def torchrun_train(what: str, args: list[str], out_dir, log_path, timeout: int = 240) -> dict:
     """``unilip train WHAT ARGS`` under ``torchrun --standalone --nproc_per_node 2`` on the CPU (gloo), one thread per
     rank, offline. Judged on what rank 0 wrote (``OUT/ranks.json``), not on the exit code: torch 2.13's gloo teardown
-    can abort or hang after everything is written (platform_notes §5). A run that wrote its ranks.json and final model
+    can abort or hang after everything is written (gloo's teardown destroying its threads). A run that wrote its ranks.json and final model
     but has not exited 20 s later, or any run past ``timeout``, is killed with its whole process group."""
     import json
     import os

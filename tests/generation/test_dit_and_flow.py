@@ -29,7 +29,7 @@ def test_mini_dit_shapes_and_position_embeddings(dit):
 
 @pytest.mark.parametrize(("name", "inner", "layers", "hidden"), [("1b", 1152, 28, 2880), ("2b", 2240, 20, 5600)])
 def test_sana_presets_on_meta(name, inner, layers, hidden):
-    """presets.md §1: SANA 0.6B / 1.6B at 512 px, whose 32 x 16 x 16 latent is UniLIP's at 448 px."""
+    """SANA 0.6B / 1.6B at 512 px, whose 32 x 16 x 16 latent is UniLIP's at 448 px."""
     cfg = get_preset(name).generator
     cfg.dit_pretrained = None
     with torch.device("meta"):

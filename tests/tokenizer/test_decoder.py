@@ -58,7 +58,7 @@ def test_full_size_layout_upsamples_by_32():
     with torch.device("meta"):
         decoder = PixelDecoder()
     assert decoder.upsample_factor == 32
-    assert sum(p.numel() for p in decoder.parameters()) == 159_223_171  # DC-AE f32c32 decoder, presets.md §4
+    assert sum(p.numel() for p in decoder.parameters()) == 159_223_171  # DC-AE f32c32 decoder (mit-han-lab/dc-ae-f32c32-sana-1.1-diffusers)
 
 
 def test_config_dict_rebuilds_the_same_module():

@@ -29,7 +29,7 @@ D = 64  # the tiny LLM width
 
 
 def tiny_internvl(use_mean_pooling: bool = True, seed: int = 0) -> InternVLForConditionalGeneration:
-    """The tiny InternVL of platform_notes.md §2 (224 px, patch 14 -> 16 x 16 patches -> 8 x 8 tokens)."""
+    """A tiny InternVL (224 px, patch 14 -> 16 x 16 patches -> 8 x 8 tokens)."""
     torch.manual_seed(seed)
     vision = InternVLVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                                   image_size=224, patch_size=14, attention_bias=True, use_mean_pooling=use_mean_pooling)

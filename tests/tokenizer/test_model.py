@@ -169,7 +169,7 @@ def test_full_presets_on_meta(name, dim, projector):
     def count(module: torch.nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    assert count(model.encoder.vision_tower) == 304_012_288  # InternViT-300M (presets.md §4)
+    assert count(model.encoder.vision_tower) == 304_012_288  # InternViT-300M (OpenGVLab/InternVL3-1B)
     assert count(model.encoder.multi_modal_projector) == projector
     assert count(model.decoder) == 159_223_171  # DC-AE f32c32 decoder
     assert count(model.projection) == h_phi_params(dim)  # 4,859,200 (1b) / 14,227,520 (2b)
