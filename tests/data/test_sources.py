@@ -191,3 +191,13 @@ def test_folder_with_images_and_shards_is_ambiguous(tmp_path: Path):
     (root / "a.png").write_bytes(_png(0))
     with pytest.raises(UniLIPError, match="both"):
         open_source(str(root))
+
+
+def test_first_images_of_an_indexed_source_and_of_a_short_stream(tmp_path):
+    from unilip.data.sources import first_images, open_source
+
+    world = open_source("miniworld:train")
+    assert [im.tobytes() for im in first_images(world, 3)] == [world.load(i).tobytes() for i in range(3)]
+    stream = open_source(str(write_shards(tmp_path / "shards", [3, 2])))
+    assert [_id(im) for im in first_images(stream, 4)] == [0, 1, 2, 3]
+    assert [_id(im) for im in first_images(stream, 100)] == [0, 1, 2, 3, 4]  # fewer than asked: all, no error

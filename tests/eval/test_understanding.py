@@ -45,3 +45,17 @@ def test_knowledge_is_scored_on_held_out_phrasings():
     r = evaluate_understanding(Constant("green"), "miniworld:test", 8, CFG)
     assert 0 < r["knowledge"]["accuracy"] < 0.5 and r["knowledge"]["n"] > 20
     assert all(re.search(r"\?|\.$", row["question"]) for row in r["rows"])
+
+
+def test_results_json_and_the_answers_beside_it(tmp_path):
+    import json
+
+    from unilip.eval.understanding import answers_path, write_understanding_results
+
+    r = evaluate_understanding(Constant("red"), "miniworld:test", 8, CFG, knowledge=False)
+    rows = r.pop("rows")
+    out = write_understanding_results({"miniworld:test": r}, {"miniworld:test": rows}, tmp_path / "sub" / "vqa.json")
+    assert json.loads(out.read_text()) == {"miniworld:test": r}
+    answers = answers_path(out, "miniworld:test")
+    assert answers.name == "vqa-miniworld_test-answers.jsonl"
+    assert [json.loads(line) for line in answers.read_text().splitlines()] == rows

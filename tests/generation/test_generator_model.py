@@ -110,3 +110,20 @@ def test_conditions_in_length_trimmed_chunks_equal_one_pass(parts, mode):
     assert short.hidden.shape[1] < prefix.hidden.shape[1] and short.mask.all()  # "a cross" alone: no padding left
     assert torch.equal(whole_mask, chunked_mask)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+def test_latent_scale_pooled_over_chunks_is_that_of_one_batch(parts, chunk):
+    from PIL import Image
+
+    from unilip.generation.model import latent_scale_of_images
+
+    tok = parts[2].eval()
+    x = _images(8)
+    x[:4] *= 0.5  # chunks with different means: averaging their scales (or variances) would be off
+    pixels = (x * 255).round().to(torch.uint8)  # what the PIL images hold, exactly
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in pixels]
+    one_batch = measure_latent_scale(tok, pixels.float() / 255)
+    assert latent_scale_of_images(tok, pil, 32, chunk=chunk) == pytest.approx(one_batch, rel=1e-5)
+    with pytest.raises(UniLIPError, match="no images"):
+        latent_scale_of_images(tok, [], 32)

@@ -20,6 +20,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import logging
 import os
@@ -245,6 +246,13 @@ class WebDatasetSource(ImageSource):
                 continue
             self.skipped.ok()
             yield img
+
+
+def first_images(source: ImageSource, n: int) -> list[Image.Image]:
+    """The first ``n`` images of ``source`` (all of them when it has fewer), by index or, for a stream, in order."""
+    if source.iterable:
+        return list(itertools.islice(source, n))
+    return [source.load(i) for i in range(min(n, len(source)))]
 
 
 def decode_item(item: EncodedItem) -> Image.Image:

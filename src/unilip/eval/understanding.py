@@ -6,7 +6,9 @@ The same questions can be answered with the MLLM's original encoder or with a Un
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,3 +74,22 @@ def evaluate_understanding(mllm, data: str, n: int | None, cfg: MiniWorldConfig,
         answers = mllm.answer([f.question for f in facts])
         result["knowledge"] = {"n": len(facts), "accuracy": float(np.mean([a == f.answer for a, f in zip(answers, facts)]))}
     return result
+
+
+def answers_path(out: str | Path, data: str) -> Path:
+    """Where :func:`write_understanding_results` puts the answers to ``data``: beside ``out``, named after both."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{data.replace(':', '_').replace('/', '_')}-answers.jsonl")
+
+
+def write_understanding_results(results: dict[str, Any], answers: dict[str, list[dict[str, Any]]],
+                                out: str | Path) -> Path:
+    """``results`` as JSON at ``out``, and each dataset's answers (the ``rows`` of :func:`evaluate_understanding`)
+    as JSONL beside it, one line per question: what a reader opens to see which questions went wrong."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for data, rows in answers.items():
+        with open(answers_path(out, data), "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return out
