@@ -339,6 +339,13 @@ def test_cli_convert_and_export(pipe, tmp_path, capsys):
     pipe.generator.conditioner.mllm.save_pretrained(tmp_path / "mllm")
     assert main(["export", "official-tokenizer", "--tokenizer", str(tmp_path / "tok"), str(tmp_path / "t.pth")]) == 0
     assert main(["convert", "official-tokenizer", "--preset", "mini", str(tmp_path / "t.pth"), str(tmp_path / "back"), *UNILIP_OVERRIDES]) == 0
+    # overrides anywhere, also after an option (SRC DST --preset P KEY=VALUE ...), in the order given
+    assert main(["convert", "official-tokenizer", str(tmp_path / "t.pth"), str(tmp_path / "again"), UNILIP_OVERRIDES[0],
+                 "--preset", "mini", *UNILIP_OVERRIDES[1:]]) == 0
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "back" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit) as exc:  # what is neither an option nor KEY=VALUE is still refused
+        main(["convert", "official-tokenizer", str(tmp_path / "t.pth"), str(tmp_path / "x"), "--preset", "mini", "stray"])
+    assert exc.value.code == 2 and "unrecognized arguments: stray" in capsys.readouterr().err
     assert main(["export", "internvl", "--tokenizer", str(tmp_path / "back"), "--mllm", str(tmp_path / "mllm"),
                  str(tmp_path / "internvl")]) == 0
     assert (tmp_path / "internvl" / "config.json").is_file()

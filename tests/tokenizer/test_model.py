@@ -8,8 +8,10 @@ import time
 import huggingface_hub.constants
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderDC
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from unilip.config import get_preset
@@ -52,15 +54,49 @@ def test_forward_output_and_gradients(mini):
     mini.zero_grad(set_to_none=True)
 
 
-def test_pad_mode_matches_the_official_recipe(mini):
-    images = torch.rand(1, 3, 60, 60)
-    out = mini.reconstruct(images, pad_to_multiple=True)
-    assert out.shape == (1, 3, 60, 60)
-    # 60 -> 64: reflect-pad 2 px on each side, as the official DC_AE_ViT_Stage2_Pad, then crop the centre back.
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+@pytest.fixture(scope="module")
+def stride14() -> UniLIPTokenizer:
+    """The official geometry in small: a token stride of 14 (patch 7, pixel shuffle 2) under a decoder that upsamples
+    16x, so the decoder's native output (4 x 4 -> 64 px) is resized to the image size (56 px), as 32 / 28 at 448."""
+    cfg = get_preset("mini")
+    cfg.mllm.vision.patch_size, cfg.mllm.vision.image_size, cfg.tokenizer.image_size = 7, 56, 56
+    torch.manual_seed(0)
+    return UniLIPTokenizer.from_config(cfg).eval()
+
+
+def _official_rescale(native: Tensor, size: int, align_corners: bool) -> Tensor:
+    """The official resize of the decoder's output, written from the spec: bilinear on the [-1, 1] scale."""
+    out = F.interpolate(native * 2 - 1, size=(size, size), mode="bilinear", align_corners=align_corners)
+    return (out + 1) / 2
+
+
+def test_pad_mode_matches_the_official_recipe(stride14):
+    images = torch.rand(1, 3, 50, 50)
+    out = stride14.reconstruct(images, pad_to_multiple=True)
+    assert out.shape == (1, 3, 50, 50)
+    # 50 -> 56: reflect-pad 3 px on each side, as the official DC_AE_ViT_Stage2_Pad; the decoder's 64 px are scaled by
+    # 56 / 64 with align_corners=True (the official 320 -> 280), clamped, and the centre is cropped back.
+    padded = F.pad(images, (3, 3, 3, 3), mode="reflect")
     with torch.no_grad():
-        expected = mini.decode(mini.encode(padded), size=64, clamp=True)[..., 2:62, 2:62]
-    assert torch.equal(out, expected)
+        native = stride14.decoder(stride14.encode(padded))
+        assert native.shape[-1] == 64
+        expected = _official_rescale(native, 56, align_corners=True).clamp(0, 1)[..., 3:53, 3:53]
+        other = _official_rescale(native, 56, align_corners=False).clamp(0, 1)[..., 3:53, 3:53]
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert (out - other).abs().max() > 1e-3  # the corner convention is visible: the test tells the two apart
+
+
+def test_clamp_first_is_the_official_generation_order(stride14):
+    with torch.no_grad():
+        z = stride14.encode(torch.rand(2, 3, 56, 56)) * 40  # far out: the decoder's output saturates
+        native = stride14.decoder(z)  # (2, 3, 64, 64), unclamped
+        official = _official_rescale(native.clamp(0, 1), 56, align_corners=False)  # 64 px, clamp, then 56
+        ours = stride14.decode(z, clamp_first=True)
+        after = stride14.decode(z, clamp=True)  # resize, then clamp: the tokenizer evaluation's order
+    assert (native < 0).any() and (native > 1).any()
+    torch.testing.assert_close(ours, official, atol=1e-6, rtol=0)
+    assert ours.min() >= 0 and ours.max() <= 1
+    assert (ours - after).abs().max() > 1e-3
 
 
 def test_reconstruct_returns_the_input_size_through_the_working_size(mini):

@@ -81,8 +81,11 @@ class UniLIPGenerator(nn.Module):
 
     @torch.no_grad()
     def images(self, latents: Tensor) -> Tensor:
-        """The DiT's latents -> images in [0, 1] (the UniLIP decoder, clamped)."""
-        return (self.autoencoder or self.tokenizer).decode(latents / self.latent_scale, clamp=True)
+        """The DiT's latents -> images in [0, 1]: the UniLIP decoder's output clamped, then resized to the image size
+        (the official pipeline's order; a plain autoencoder decodes at its own size)."""
+        if self.autoencoder is not None:
+            return self.autoencoder.decode(latents / self.latent_scale, clamp=True)
+        return self.tokenizer.decode(latents / self.latent_scale, clamp_first=True)
 
     def conditions(self, instructions: list[str], source_images: Tensor | None = None,
                    features: Tensor | None = None) -> tuple[Tensor, Tensor]:

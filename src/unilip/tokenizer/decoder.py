@@ -175,18 +175,26 @@ class PixelDecoder(Decoder):
         x = self.norm_out(x.movedim(1, -1)).movedim(-1, 1)
         return self.conv_out(self.conv_act(x))
 
-    def forward(self, z: Tensor, size: int | None = None) -> Tensor:
+    def forward(self, z: Tensor, size: int | None = None, clamp: bool = False, align_corners: bool = False) -> Tensor:
         """Decode latents z (B, C, h, w) to images (B, 3, size, size) on the [0, 1] scale.
 
-        Not clamped: training needs the gradient everywhere (``UniLIPTokenizer.decode`` clamps on request).
         ``size`` None keeps the decoder's native h * upsample_factor; another size is a bilinear resize, as the
         official 448 px path (16 x 16 -> 512 -> 448).
+
+        Args:
+            clamp: clip the decoder's output to the image range *before* the resize, the official generation
+                pipeline's order (512 px, clamp, bilinear to 448); the result stays in [0, 1], since bilinear weights
+                are positive. Off by default: training needs the gradient everywhere.
+            align_corners: the resize's corner convention; the official 256 px pad mode rescales 320 -> 280 with
+                ``align_corners=True``, the 448 px path with ``False``.
         """
         if z.ndim != 4 or z.shape[1] != self.latent_channels:
             raise UniLIPError(f"PixelDecoder: expected latents (B, {self.latent_channels}, h, w), got {tuple(z.shape)}")
         x = self._decode(z)  # (B, C, h, w) -> (B, 3, h*f, w*f), in [-1, 1]
+        if clamp:
+            x = x.clamp(-1, 1)
         if size is not None and tuple(x.shape[-2:]) != (size, size):
             x = F.interpolate(  # (B, 3, h*f, w*f) -> (B, 3, size, size)
-                x, size=(size, size), mode="bilinear", align_corners=False, antialias=self.resize_antialias
+                x, size=(size, size), mode="bilinear", align_corners=align_corners, antialias=self.resize_antialias
             )
         return (x + 1) / 2  # [-1, 1] -> [0, 1]

@@ -163,15 +163,16 @@ class UniLIPTokenizer(nn.Module):
         """Images (B, 3, S, S) in [0, 1] -> the UniLIP latent z (B, C, g, g), g = S / token_stride."""
         return self.projection(self.encoder(images))  # (B, 3, S, S) -> (B, N, D) -> (B, C, g, g)
 
-    def decode(self, z: Tensor, size: int | None = None, clamp: bool = False) -> Tensor:
+    def decode(self, z: Tensor, size: int | None = None, clamp: bool = False, clamp_first: bool = False) -> Tensor:
         """Latent z (B, C, g, g) -> images (B, 3, size, size) on the [0, 1] scale.
 
         ``size`` defaults to the input size the latent came from, g * token_stride (16 x 16 -> 448 for 1b/2b);
-        ``clamp`` clips to [0, 1] for display and metrics (never in training).
+        ``clamp`` clips to [0, 1] for display and metrics (never in training), after the decoder's resize to
+        ``size``; ``clamp_first`` clips before it, the official generation pipeline's order (512 px, clamp, 448).
         """
         size = z.shape[-1] * self.encoder.token_stride if size is None else size
-        images = self.decoder(z, size)  # (B, C, g, g) -> (B, 3, size, size)
-        return images.clamp(0, 1) if clamp else images
+        images = self.decoder(z, size, clamp=clamp_first)  # (B, C, g, g) -> (B, 3, size, size)
+        return images.clamp(0, 1) if clamp or clamp_first else images
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the ViT layers and the decoder's up-blocks in the backward pass: less memory at 448 px."""
@@ -224,5 +225,6 @@ class UniLIPTokenizer(nn.Module):
         if max(top, bottom) >= height or max(left, right) >= width:
             raise UniLIPError(f"image {height}x{width} is too small to reflect-pad to a multiple of {stride} px")
         padded = F.pad(images, (left, right, top, bottom), mode="reflect")  # (B, 3, H, W) -> (B, 3, H', W')
-        out = self.decode(self.encode(padded), size=padded.shape[-1], clamp=True)  # (B, 3, H', W')
+        # decoded at 32 / 28 of the padded side (320 px) and rescaled with align_corners=True, as the official Pad model
+        out = self.decoder(self.encode(padded), padded.shape[-1], align_corners=True).clamp(0, 1)  # (B, 3, H', W')
         return out[..., top:top + height, left:left + width]  # (B, 3, H', W') -> (B, 3, H, W)
