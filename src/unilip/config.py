@@ -247,6 +247,10 @@ class GeneratorConfig:
     latent_scale: float = 10.6
     cfg_scale: float = 4.5  # official pipelines' default (GenEval, WISE, ImgEdit-1B)
     num_inference_steps: int = 20  # official `generate_image` hard-codes 20 DPM-Solver steps
+    # How an edit's source image becomes the model's S x S input: "crop" (shorter side to S, centre crop: the aspect
+    # kept, the ends of a long image cut) or "squash" (both sides to S with PIL's bicubic, the aspect lost: the official
+    # edit pipeline's `resize((448, 448))`, which the converter sets for official checkpoints).
+    edit_source_resize: Literal["crop", "squash"] = "crop"
 
     def validate(self) -> None:
         _positive(num_queries=self.num_queries, connector_layers=self.connector_layers,

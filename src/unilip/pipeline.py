@@ -19,6 +19,7 @@ from PIL import Image
 from unilip.checks import (MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_STEPS, check_float, check_int,
                            check_text, short)
 from unilip.errors import UniLIPError
+from unilip.generation.flow import SCHEDULERS
 
 COMPONENTS = ("mllm", "tokenizer", "generator")
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -34,8 +35,13 @@ class UniLIPPipelineOutput:
 class UniLIPPipeline:
     """The one inference API: the command line, the web page, the demo and the mini benchmarks all call it."""
 
-    def __init__(self, generator, progress: bool = True):
+    def __init__(self, generator, progress: bool = True, scheduler=None):
+        """``scheduler``: the default sampler, a diffusers scheduler (default: flow Euler, no shift); a call may name
+        another one."""
+        from unilip.generation.flow import make_scheduler
+
         self.generator = generator.eval()
+        self.scheduler = make_scheduler("euler") if scheduler is None else scheduler
         self._progress = progress
 
     # ------------------------------------------------------------------------------------------------ loading
@@ -44,9 +50,11 @@ class UniLIPPipeline:
     def from_pretrained(cls, path_or_repo: str | Path = "mini", dtype: torch.dtype = torch.float32,
                         device: str | torch.device | None = None) -> UniLIPPipeline:
         """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
-        offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly."""
+        offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly.
+        A ``generator/scheduler_config.json`` (diffusers' format) sets the default sampler."""
+        from unilip.generation.flow import SCHEDULER_CONFIG_NAME, scheduler_from_config
         from unilip.generation.model import UniLIPGenerator
-        from unilip.hub import read_model_index, resolve_pretrained
+        from unilip.hub import read_config_json, read_model_index, resolve_pretrained
         from unilip.mllm.model import MLLM
         from unilip.pretrained import resolve_model
         from unilip.tokenizer import UniLIPTokenizer
@@ -63,17 +71,23 @@ class UniLIPPipeline:
         mllm = MLLM.from_pretrained(root / "mllm", dtype=dtype)
         tokenizer = UniLIPTokenizer.from_pretrained(root / "tokenizer").to(dtype)
         generator = UniLIPGenerator.from_pretrained(root / "generator", mllm, tokenizer).to(dtype)
-        pipe = cls(generator)
+        sched_file = root / "generator" / SCHEDULER_CONFIG_NAME
+        scheduler = None
+        if sched_file.is_file():
+            scheduler = scheduler_from_config(read_config_json(sched_file, "the sampler's settings"), str(sched_file))
+        pipe = cls(generator, scheduler=scheduler)
         return pipe.to(device) if device is not None else pipe
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """``mllm/``, ``tokenizer/``, ``generator/`` and ``model_index.json`` (which names them and their classes)."""
+        """``mllm/``, ``tokenizer/``, ``generator/`` (with the default sampler's ``scheduler_config.json``) and
+        ``model_index.json`` (which names them and their classes)."""
         from unilip.hub import write_model_index
 
         directory = Path(directory)
         self.generator.conditioner.mllm.save_pretrained(directory / "mllm")
         self.generator.tokenizer.save_pretrained(directory / "tokenizer")
         self.generator.save_pretrained(directory / "generator")
+        self.scheduler.save_config(directory / "generator")
         write_model_index(directory)
 
     def to(self, device: str | torch.device) -> UniLIPPipeline:
@@ -95,9 +109,12 @@ class UniLIPPipeline:
 
     def _source_tensor(self, image, n: int) -> torch.Tensor:
         """Source image(s) -> (n, 3, S, S) in [0, 1]: one image for every prompt, or one per prompt. A tensor already
-        at the model's size (S x S, values in [0, 1]) is used as it is; anything else is loaded and resized."""
+        at the model's size (S x S, values in [0, 1]) is used as it is; anything else is loaded and resized as the
+        generator's ``edit_source_resize`` says (centre crop, or the official squash to S x S)."""
         from unilip.data.images import load_image
-        from unilip.data.loader import eval_transform
+        from unilip.data.loader import eval_transform, squash_transform
+
+        resize = squash_transform if self.generator.cfg.generator.edit_source_resize == "squash" else eval_transform
 
         if isinstance(image, torch.Tensor) and image.ndim == 4 or isinstance(image, (list, tuple)):
             images = list(image)
@@ -112,7 +129,7 @@ class UniLIPPipeline:
                     tensors.append(im.detach().float().clamp(0, 1).cpu())
                     continue
                 im = Image.fromarray((im.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
-            tensors.append(eval_transform(load_image(im), self.image_size))
+            tensors.append(resize(load_image(im), self.image_size))
         if len(tensors) == 1 and n > 1:
             tensors = tensors * n
         if len(tensors) != n:
@@ -121,7 +138,7 @@ class UniLIPPipeline:
 
     def _generate(self, prompts: list[str], sources: torch.Tensor | None, num_images_per_prompt: int,
                   steps: int | None, guidance_scale: float | None, negative_prompt: str | None, generator,
-                  scheduler: str) -> torch.Tensor:
+                  scheduler) -> torch.Tensor:
         """Images (B * num_images_per_prompt, 3, S, S) in [0, 1]: conditions once, the flow integrated with CFG,
         decoded. ``steps`` and ``guidance_scale`` default to the generator's config; the unconditional branch is
         ``negative_prompt`` or the official empty prompt (an edit keeps the source image there too)."""
@@ -148,8 +165,11 @@ class UniLIPPipeline:
     def __call__(self, prompt: str | list[str], image: Any = None, negative_prompt: str | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  num_images_per_prompt: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
-                 output_type: str = "pil", scheduler: str = "euler", return_dict: bool = True):
+                 output_type: str = "pil", scheduler: str | None = None, return_dict: bool = True):
         """Generate images for ``prompt`` (a string or a list), or, with ``image``, edit it by the instruction(s).
+
+        ``scheduler``: ``euler`` or ``dpm`` (no shift), or None for the pipeline's own :attr:`scheduler` (for a
+        converted official checkpoint, SANA's DPM-Solver with flow_shift 3, as the official pipeline).
 
         Returns :class:`UniLIPPipelineOutput` (or a tuple ``(images,)`` with ``return_dict=False``); ``len(images) ==
         len(prompts) * num_images_per_prompt``, grouped by prompt.
@@ -167,9 +187,11 @@ class UniLIPPipeline:
             guidance_scale = check_float("guidance_scale", guidance_scale, 1.0, MAX_GUIDANCE)
         if output_type not in OUTPUT_TYPES:
             raise UniLIPError(f"output_type: {short(output_type)} is not one of {', '.join(OUTPUT_TYPES)}")
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise UniLIPError(f"scheduler: {short(scheduler)} is not one of {', '.join(SCHEDULERS)} (or None: the model's own)")
         sources = self._source_tensor(image, len(prompts)) if image is not None else None
         images = self._generate(prompts, sources, num_images_per_prompt, num_inference_steps, guidance_scale,
-                                negative_prompt, generator, scheduler)
+                                negative_prompt, generator, self.scheduler if scheduler is None else scheduler)
         if output_type == "pt":
             out: Any = images.float().cpu()
         else:

@@ -57,11 +57,13 @@ def pipe():
     return UniLIPPipeline(gen.eval())
 
 
-def _images(pipe, seed=3):
+def _images(pipe, seed=3, scheduler="euler"):
+    """Two generations and an edit; one named sampler, since a converted official pipeline defaults to SANA's."""
     gens = [torch.Generator().manual_seed(seed + i) for i in range(2)]
-    t2i = pipe(["a red circle", "two blue squares"], generator=gens, output_type="pt").images
+    t2i = pipe(["a red circle", "two blue squares"], generator=gens, output_type="pt", scheduler=scheduler).images
     src = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    edit = pipe(["make it green"], image=src, generator=torch.Generator().manual_seed(seed), output_type="pt").images
+    edit = pipe(["make it green"], image=src, generator=torch.Generator().manual_seed(seed), output_type="pt",
+                scheduler=scheduler).images
     return t2i, edit
 
 
@@ -162,6 +164,19 @@ def test_generator_round_trip_gives_identical_images(pipe, tmp_path):
     for a, b in zip(expected, _images(converted)):
         assert torch.equal(a, b)
     assert (tmp_path / "ours" / "mllm" / "tokenizer.json").is_file()
+    # the official conventions come with the weights: SANA's sampler (timesteps 999, 982, 963, ... at 20 steps) and
+    # the source image squashed to the model's size
+    from unilip.generation.flow import describe_scheduler
+
+    assert describe_scheduler(converted.scheduler) == "dpm (flow_shift 3)"
+    converted.scheduler.set_timesteps(20)
+    assert converted.scheduler.timesteps[:5].tolist() == [999, 982, 963, 944, 922]
+    assert converted.generator.cfg.generator.edit_source_resize == "squash"
+    converted.save_pretrained(tmp_path / "resaved")
+    resaved = UniLIPPipeline.from_pretrained(tmp_path / "resaved")
+    assert resaved.scheduler.config == converted.scheduler.config
+    assert resaved.generator.cfg.generator.edit_source_resize == "squash"
+    assert not torch.equal(_images(converted, scheduler=None)[0], expected[0])  # the default sampler is not Euler
 
 
 def test_model_flag_takes_an_official_directory_or_pth(pipe, tmp_path, monkeypatch, caplog):

@@ -61,3 +61,52 @@ def test_same_seed_same_latents_and_errors():
         sample_latents(dit, (1, 32, 4, 4), cond, mask, guidance_scale=3.0)
     with pytest.raises(UniLIPError, match="scheduler"):
         sample_latents(dit, (1, 32, 4, 4), cond, mask, scheduler="ddim")
+
+
+def _official_generate_image(dit, cond, mask, uncond, uncond_mask, scale, steps, noise):
+    """The official `generate_image` loop, written from its description: SANA's scheduler file, the batch of
+    [uncond, cond] with the latent duplicated, eps_u + s (eps_c - eps_u), ``steps`` DPM-Solver steps."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from unilip.generation.flow import OFFICIAL_SCHEDULER_CONFIG
+
+    sched = DPMSolverMultistepScheduler.from_config(OFFICIAL_SCHEDULER_CONFIG)
+    sched.set_timesteps(steps)
+    x = noise
+    for t in sched.timesteps:
+        v = dit(torch.cat([x, x]), encoder_hidden_states=torch.cat([uncond, cond]),
+                encoder_attention_mask=torch.cat([uncond_mask, mask]), timestep=t.expand(2 * x.shape[0])).sample
+        v_u, v_c = v.chunk(2)
+        x = sched.step(v_u + scale * (v_c - v_u), t, x).prev_sample
+    return x
+
+
+def test_the_official_sampler_is_sanas_file_and_our_loop_lands_on_the_official_latent():
+    from unilip.config import get_preset
+    from unilip.generation.dit import build_dit
+    from unilip.generation.flow import (OFFICIAL_SCHEDULER_CONFIG, describe_scheduler, initial_noise, make_scheduler,
+                                        scheduler_from_config)
+
+    official = scheduler_from_config(OFFICIAL_SCHEDULER_CONFIG)
+    official.set_timesteps(20)
+    assert official.timesteps[:5].tolist() == [999, 982, 963, 944, 922]  # flow_shift 3
+    ours = make_scheduler("dpm")
+    ours.set_timesteps(20)
+    assert ours.timesteps[:3].tolist() == [999, 949, 899]  # `dpm` by name: no shift, the training's timesteps
+    assert (describe_scheduler(official), describe_scheduler(ours), describe_scheduler(make_scheduler())) == \
+        ("dpm (flow_shift 3)", "dpm", "euler")
+    with pytest.raises(UniLIPError, match="_class_name"):
+        scheduler_from_config({"_class_name": "DDIMScheduler"})
+
+    torch.manual_seed(0)
+    dit = build_dit(get_preset("mini").generator, 32, 4).eval()
+    cond, uncond, mask = torch.randn(2, 5, 128), torch.randn(2, 5, 128), torch.ones(2, 5)
+    with torch.no_grad():
+        x = sample_latents(dit, (2, 32, 4, 4), cond, mask, uncond, mask, 4.5, 20, official,
+                           generator=torch.Generator().manual_seed(3))
+        expected = _official_generate_image(dit, cond, mask, uncond, mask, 4.5, 20,
+                                            initial_noise((2, 32, 4, 4), torch.Generator().manual_seed(3)))
+        euler = sample_latents(dit, (2, 32, 4, 4), cond, mask, uncond, mask, 4.5, 20, "euler",
+                               generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(x, expected, atol=1e-6, rtol=0)
+    assert (x - euler).abs().max() > 1e-2  # the sampler matters: the test tells the two apart

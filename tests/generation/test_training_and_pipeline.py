@@ -163,6 +163,24 @@ def test_pipeline_bad_input(pipeline_dir, tmp_path):
         pipe("remove the circle", image=bad)
 
 
+def test_a_non_square_edit_source_is_cropped_or_squashed_as_the_generator_says(pipeline_dir):
+    from PIL import Image
+
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 52, 3), dtype=np.uint8)  # 52 x 30, as a 520 x 300 photo
+    source = Image.fromarray(pixels)
+    assert pipe.generator.cfg.generator.edit_source_resize == "crop"
+    cropped = pipe._source_tensor(source, 1)[0]
+    # ours: the shorter side to 32, the centre 32 x 32
+    shorter = source.resize((55, 32), Image.Resampling.BICUBIC, reducing_gap=None)
+    torch.testing.assert_close(cropped, torch.from_numpy(np.asarray(shorter)[:, 11:43]).permute(2, 0, 1).float() / 255)
+    # the official edit pipeline, written from its description: PIL `resize((S, S))` (bicubic), then / 255
+    pipe.generator.cfg.generator.edit_source_resize = "squash"
+    official = torch.from_numpy(np.asarray(source.resize((32, 32)))).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(pipe._source_tensor(source, 1)[0], official, atol=0, rtol=0)
+    assert (cropped - official).abs().max() > 0.1
+
+
 def test_generator_refuses_a_tokenizer_of_another_shape(pipeline_dir, components):
     from unilip.mllm.model import MLLM
     from unilip.tokenizer import UniLIPTokenizer

@@ -37,7 +37,8 @@ def _add_dump_args(q: argparse.ArgumentParser, layout: str) -> None:
                                                                 "official 4.5, ImgEdit with the 2B model 4.0)")
     q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="base seed: sample k of prompt i has its own fixed seed, "
                                                                    "whatever the chunking")
-    q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
+    q.add_argument("--scheduler", choices=["euler", "dpm"], help="flow Euler or DPM-Solver++, no shift (default: the "
+                   "model's own: for converted official checkpoints SANA's DPM-Solver, flow_shift 3; else Euler)")
     q.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=4, help="prompts per pipeline call (default 4); keep it when "
                                                                          "resuming or adding chunks: it fixes the last bits")
     q.add_argument("--index", type=int_in(0, 9999), default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")

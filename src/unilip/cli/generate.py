@@ -40,7 +40,8 @@ def _add_sampling_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--guidance", type=float_in(1, MAX_GUIDANCE), help="classifier-free guidance scale (default: the generator config's)")
     q.add_argument("--negative-prompt", help="the unconditional branch's prompt (default: the empty prompt)")
     q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="image i uses seed + i: same seed, same images")
-    q.add_argument("--scheduler", choices=["euler", "dpm"], default="euler", help="flow Euler or DPM-Solver++")
+    q.add_argument("--scheduler", choices=["euler", "dpm"], help="flow Euler or DPM-Solver++, no shift (default: the "
+                   "model's own: for converted official checkpoints SANA's DPM-Solver, flow_shift 3; else Euler)")
     q.add_argument("-o", "--out", type=path_arg, required=True, help="output directory (0000.png, 0001.png, ...)")
 
 

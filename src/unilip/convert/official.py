@@ -350,6 +350,7 @@ def _generator_cfg(official: dict, internvl, cfg: UniLIPConfig | None, source: s
     cfg.generator.num_queries = int(official["n_query"])
     cfg.generator.connector_layers = int(official["connect_layer"])
     cfg.generator.latent_scale = float(official["unilip_factor"])
+    cfg.generator.edit_source_resize = "squash"  # the official edit pipeline resizes a source to 448 x 448
     return cfg
 
 
@@ -402,6 +403,7 @@ def convert_official_generator(src: str | os.PathLike[str], dst: str | os.PathLi
     The MLLM and vision geometry come from the official ``config.json``; the DC-AE decoder, h_phi and SANA layouts from
     ``cfg`` (default: the 1b or 2b preset by the LLM width); every tensor is checked before anything is written.
     """
+    from unilip.generation.flow import OFFICIAL_SCHEDULER_CONFIG, scheduler_from_config
     from unilip.generation.model import generator_config
     from unilip.hub import load_safetensors_subset
 
@@ -423,6 +425,7 @@ def convert_official_generator(src: str | os.PathLike[str], dst: str | os.PathLi
     _save_mllm(dst / "mllm", internvl, mllm, src)
     save_weights_and_config(dst / "tokenizer", tok, tok_template.config_dict())
     save_weights_and_config(dst / "generator", gen, generator_config(cfg))
+    scheduler_from_config(OFFICIAL_SCHEDULER_CONFIG).save_config(dst / "generator")  # the official sampler: SANA's file
     write_model_index(dst)
     return dst
 

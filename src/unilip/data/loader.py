@@ -135,6 +135,14 @@ def eval_transform(img: Image.Image, size: int) -> torch.Tensor:
     return pil_to_tensor(img.crop((dx, dy, dx + size, dy + size)))
 
 
+def squash_transform(img: Image.Image, size: int) -> torch.Tensor:
+    """Both sides to ``size`` (the aspect not kept), Pillow's bicubic: the official edit pipeline's preprocessing of a
+    source image (``image.resize((448, 448))``). Returns a float tensor (3, size, size) in [0, 1]."""
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+    return pil_to_tensor(img)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # position -> tensor, shared by both source kinds
 # --------------------------------------------------------------------------------------------------------------

@@ -282,13 +282,15 @@ def _check_earlier_runs(out: Path, settings: dict[str, Any]) -> None:
 
 
 def dump_samples(pipe, plan: DumpPlan, out: str | Path, *, model: str, steps: int | None = None,
-                 guidance: float | None = None, scheduler: str = "euler", seed: int = 0, batch_size: int = 4,
+                 guidance: float | None = None, scheduler: str | None = None, seed: int = 0, batch_size: int = 4,
                  index: int = 0, n_chunks: int = 1) -> dict[str, Any]:
     """Write chunk ``index`` of ``n_chunks`` of ``plan`` into ``out`` with the :class:`UniLIPPipeline` ``pipe``.
 
     Args:
         model: what ``pipe`` was loaded from (recorded; a local folder is recorded as its absolute path).
         steps, guidance: sampling steps and CFG scale; ``None`` takes the generator config's (recorded resolved).
+        scheduler: ``euler`` / ``dpm``, or ``None`` for the pipeline's own (recorded by what it is, e.g.
+            ``dpm (flow_shift 3)``).
         batch_size: prompts per pipeline call (each with ``plan.samples`` images). It decides the batches, and with
             them the last bits of the images: keep it when resuming or adding chunks.
         index, n_chunks: which share of the batches this process draws (see :func:`chunk_batches`).
@@ -300,17 +302,19 @@ def dump_samples(pipe, plan: DumpPlan, out: str | Path, *, model: str, steps: in
     from unilip import __version__
     from unilip.data.images import load_image
     from unilip.eval.gen_common import seeded_generators
+    from unilip.generation.flow import describe_scheduler
 
     out = Path(out)
     batches = chunk_batches(len(plan.items), batch_size, index, n_chunks)
     g = pipe.generator.cfg.generator
     steps = g.num_inference_steps if steps is None else steps
     guidance = g.cfg_scale if guidance is None else guidance
+    sampler = describe_scheduler(pipe.scheduler) if scheduler is None else scheduler
     model_id = str(Path(model).resolve()) if model != "mini" and Path(model).is_dir() else str(model)
     mine = [plan.items[i] for b in batches for i in b]
     settings: dict[str, Any] = {
         "sampling": {"benchmark": plan.benchmark, "model": model_id, "image_size": pipe.image_size, "steps": steps,
-                     "guidance": guidance, "scheduler": scheduler, "seed": seed, "samples_per_prompt": plan.samples,
+                     "guidance": guidance, "scheduler": sampler, "seed": seed, "samples_per_prompt": plan.samples,
                      "batch_size": batch_size, "prompts_sha256": plan.inputs.get("sha256")},
         "seeds": seed_rule(seed, plan.samples),
         "layout": plan.layout,

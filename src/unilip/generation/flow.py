@@ -6,12 +6,17 @@ sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts t
 1000 sigma; the loss is the MSE in fp32. Sampling integrates dx/dsigma = v from sigma = 1 (noise) to 0 with a diffusers
 flow scheduler; :func:`guided_velocity` is the CFG step every sampler shares.
 
-Schedulers: ``euler`` (``FlowMatchEulerDiscreteScheduler``, the default) or ``dpm`` (``DPMSolverMultistepScheduler``
-in flow mode), both configured to the training convention ``timestep = 1000 sigma``, no shift. The conditions are
+Schedulers are diffusers' own. By name: ``euler`` (``FlowMatchEulerDiscreteScheduler``) or ``dpm``
+(``DPMSolverMultistepScheduler``, DPM-Solver++ 2M in flow mode), both at the training convention
+``timestep = 1000 sigma`` with no shift. The official sampler is neither: it is SANA's own scheduler file
+(:data:`OFFICIAL_SCHEDULER_CONFIG`, DPM-Solver++ with ``flow_shift`` 3.0, timesteps 999, 982, 963, ... at 20 steps),
+which a converted official generator records in its directory and the pipeline uses by default. The conditions are
 computed once per call, outside the loop, by the caller (:class:`unilip.pipeline.UniLIPPipeline`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +69,24 @@ def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: 
 
 SCHEDULERS = ("euler", "dpm")
 
+#: Where a generator directory records its default sampler (diffusers' own file name and format).
+SCHEDULER_CONFIG_NAME = "scheduler_config.json"
+
+#: The scheduler file SANA ships (``scheduler/scheduler_config.json`` of Efficient-Large-Model/Sana_600M_512px_diffusers
+#: and its siblings), which the official UniLIP pipeline loads with ``DPMSolverMultistepScheduler.from_pretrained``.
+OFFICIAL_SCHEDULER_CONFIG = {
+    "_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++", "solver_order": 2,
+    "solver_type": "midpoint", "prediction_type": "flow_prediction", "use_flow_sigmas": True, "flow_shift": 3.0,
+    "num_train_timesteps": NUM_TRAIN_TIMESTEPS, "final_sigmas_type": "zero", "lower_order_final": True,
+    "euler_at_final": False, "timestep_spacing": "linspace", "steps_offset": 0, "beta_schedule": "linear",
+    "beta_start": 0.0001, "beta_end": 0.02, "lambda_min_clipped": float("-inf"), "use_karras_sigmas": False,
+    "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_lu_lambdas": False, "thresholding": False,
+    "variance_type": None,
+}
+
+#: The diffusers scheduler classes a directory's ``scheduler_config.json`` may name (flow-matching capable ones).
+SCHEDULER_CLASSES = ("FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+
 
 def make_scheduler(name: str = "euler", shift: float = 1.0):
     """A fresh diffusers flow scheduler (``euler`` or ``dpm``) for the training convention sigma = t / 1000."""
@@ -79,6 +102,28 @@ def make_scheduler(name: str = "euler", shift: float = 1.0):
     raise UniLIPError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
 
 
+def scheduler_from_config(config: dict, where: str = "scheduler config"):
+    """A fresh scheduler from a diffusers scheduler config (``scheduler.config`` or a ``scheduler_config.json``'s
+    contents); only the flow-capable classes of :data:`SCHEDULER_CLASSES`."""
+    import diffusers
+
+    name = config.get("_class_name")
+    if name not in SCHEDULER_CLASSES:
+        raise UniLIPError(f"{where}: _class_name {name!r} is not one of {', '.join(SCHEDULER_CLASSES)}")
+    try:
+        return getattr(diffusers, name).from_config(dict(config))
+    except (TypeError, ValueError) as err:
+        raise UniLIPError(f"{where}: {err}") from None
+
+
+def describe_scheduler(scheduler) -> str:
+    """``euler``, ``dpm``, or e.g. ``dpm (flow_shift 3)``: what a log line or a settings file records."""
+    name = {"FlowMatchEulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm"}.get(
+        type(scheduler).__name__, type(scheduler).__name__)
+    shift = scheduler.config.get("flow_shift", scheduler.config.get("shift", 1.0))
+    return name if shift == 1.0 else f"{name} (flow_shift {shift:g})"
+
+
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None) -> Tensor:
     """Gaussian noise on the CPU (the same numbers on every device), per image when given a list of generators."""
     if isinstance(generator, list):
@@ -90,12 +135,14 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator | list[torc
 
 @torch.no_grad()
 def sample_latents(dit, shape: tuple[int, ...], conditions: Tensor, mask: Tensor, uncond: Tensor | None = None,
-                   uncond_mask: Tensor | None = None, guidance_scale: float = 1.0, steps: int = 20, scheduler: str = "euler",
-                   generator: torch.Generator | list[torch.Generator] | None = None, progress: bool = False) -> Tensor:
+                   uncond_mask: Tensor | None = None, guidance_scale: float = 1.0, steps: int = 20,
+                   scheduler: Any = "euler", generator: torch.Generator | list[torch.Generator] | None = None,
+                   progress: bool = False) -> Tensor:
     """Latents of ``shape`` (B, C, h, w) from Gaussian noise, guided by ``guidance_scale`` against ``uncond`` when > 1.
 
-    ``generator``: one for the whole batch, or (diffusers' convention) a list with one per image, so that an image
-    depends on its own seed only, not on what else is in the batch.
+    ``scheduler``: a name of :data:`SCHEDULERS` or a diffusers scheduler (a fresh copy of it is stepped, so one
+    object serves many calls). ``generator``: one for the whole batch, or (diffusers' convention) a list with one per
+    image, so that an image depends on its own seed only, not on what else is in the batch.
     """
     from tqdm.auto import tqdm
 
@@ -103,7 +150,7 @@ def sample_latents(dit, shape: tuple[int, ...], conditions: Tensor, mask: Tensor
         raise UniLIPError(f"steps: {steps} must be at least 1")
     if guidance_scale != 1.0 and uncond is None:
         raise UniLIPError("guidance other than 1 needs the unconditional conditions")
-    sched = make_scheduler(scheduler)
+    sched = make_scheduler(scheduler) if isinstance(scheduler, str) else type(scheduler).from_config(scheduler.config)
     sched.set_timesteps(steps, device=conditions.device)
     x = initial_noise(shape, generator).to(device=conditions.device, dtype=conditions.dtype)
     for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
