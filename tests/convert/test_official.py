@@ -366,3 +366,67 @@ def test_cli_convert_and_export(pipe, tmp_path, capsys):
     assert (tmp_path / "internvl" / "config.json").is_file()
     assert main(["convert", "official-tokenizer", str(tmp_path / "t.pth"), str(tmp_path / "auto")]) == 2
     assert "--preset or --config" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- read by the official stack
+
+
+def _bpe_text_tokenizer():
+    """A byte-level BPE tokenizer with the chat tokens, as Qwen2's (the mini one is word-level)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from unilip.data.miniworld.vocabulary import world_vocabulary
+    from unilip.mllm.chat import IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START, PAD, SPECIAL_TOKENS, UNK, chat_template
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator([" ".join(world_vocabulary())] * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=list(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token=UNK, pad_token=PAD, eos_token=IM_END, padding_side="left",
+                                  additional_special_tokens=[IM_START, IMG_START, IMG_END, IMG_CONTEXT])
+    tok.chat_template = chat_template(4)
+    return tok
+
+
+def _read_like_transformers_4_52(directory):
+    """What the official stack (transformers 4.52.1) takes from a checkpoint directory, written from that release's
+    code: ``Qwen2Config(**text_config)`` reads ``rope_theta`` (1e4 when the key is absent); ``AutoTokenizer`` looks
+    ``tokenizer_class`` up among the classes it has; ``extra_special_tokens`` must be a dict (``.keys()``); the slow
+    ``Qwen2Tokenizer`` reads ``vocab.json`` + ``merges.txt`` and the added tokens' ids from ``added_tokens_decoder``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    config = json.loads((directory / "config.json").read_text())
+    tok_config = json.loads((directory / "tokenizer_config.json").read_text())
+    if not isinstance(tok_config.get("extra_special_tokens", {}), dict):
+        raise AttributeError("'list' object has no attribute 'keys'")
+    if tok_config.get("tokenizer_class") not in ("PreTrainedTokenizerFast", "Qwen2Tokenizer", "Qwen2TokenizerFast"):
+        raise ValueError(f"Tokenizer class {tok_config.get('tokenizer_class')} does not exist")
+    slow = Tokenizer(models.BPE.from_file(str(directory / "vocab.json"), str(directory / "merges.txt")))
+    slow.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    added = {int(i): t["content"] for i, t in tok_config.get("added_tokens_decoder", {}).items()}
+    return config["text_config"].get("rope_theta", 10000.0), slow, added
+
+
+def test_an_exported_generator_is_read_by_the_official_stack_as_we_wrote_it(tmp_path):
+    from transformers import AutoTokenizer
+
+    from unilip.generation.model import UniLIPGenerator
+    from unilip.mllm.model import MLLM
+    from unilip.pipeline import UniLIPPipeline
+    from unilip.tokenizer import UniLIPTokenizer
+
+    torch.manual_seed(0)
+    cfg = _tiny_cfg()
+    cfg.mllm.language.rope_theta = 1e6  # InternVL3's Qwen2.5: not the Qwen2Config default
+    gen = UniLIPGenerator(cfg, MLLM.from_config(cfg, _bpe_text_tokenizer()), UniLIPTokenizer.from_config(cfg))
+    src = export_official_generator(UniLIPPipeline(gen.eval()), tmp_path / "UniLIP-tiny")
+    theta, slow, added = _read_like_transformers_4_52(src)
+    assert theta == 1e6
+    ours = AutoTokenizer.from_pretrained(src)  # transformers 5 still reads it, the same
+    text = "a small red circle to the left of two blue squares"
+    assert slow.encode(text).ids == ours(text).input_ids == gen.conditioner.mllm.tokenizer(text).input_ids
+    assert added and all(ours.convert_tokens_to_ids(token) == i for i, token in added.items())
+    back = convert_official_generator(src, tmp_path / "ours", _tiny_cfg())  # and our converter reads it back
+    assert json.loads((back / "mllm" / "config.json").read_text())["text_config"]["rope_parameters"]["rope_theta"] == 1e6

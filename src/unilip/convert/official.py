@@ -430,6 +430,52 @@ def convert_official_generator(src: str | os.PathLike[str], dst: str | os.PathLi
     return dst
 
 
+def _readable_by_transformers_4(directory: Path) -> None:
+    """Rewrite what transformers 5 saved so that the official stack (transformers 4.52) reads the same model, while
+    transformers 5 still does.
+
+    - ``config.json``: 5 writes the RoPE base only as ``rope_parameters``; 4.52's ``Qwen2Config`` reads ``rope_theta``
+      and would silently fall back to 1e4 (InternVL3's Qwen2.5 uses 1e6). Both keys are written, and ``torch_dtype``
+      beside ``dtype``.
+    - ``tokenizer_config.json``: 5 writes ``extra_special_tokens`` as a list, which 4.52 reads as a dict of named tokens
+      and fails on; the list goes back to ``additional_special_tokens`` (5 converts it on load). 5's generic
+      ``TokenizersBackend`` class, unknown to 4.52, is named ``PreTrainedTokenizerFast``. The added tokens get their
+      ids in ``added_tokens_decoder``, so a slow tokenizer numbers them as the fast one does.
+    - A BPE tokenizer also gets ``vocab.json`` and ``merges.txt``, the files 4.52's slow ``Qwen2Tokenizer`` needs.
+    """
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    for section in (config, config.get("text_config") or {}):
+        rope = section.get("rope_parameters")
+        if isinstance(rope, dict) and "rope_theta" in rope:
+            section["rope_theta"] = rope["rope_theta"]
+            extra = {k: v for k, v in rope.items() if k != "rope_theta"}
+            section.setdefault("rope_scaling", None if extra.get("rope_type", "default") == "default" else extra)
+        if "dtype" in section:
+            section["torch_dtype"] = section["dtype"]
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    path, fast = directory / "tokenizer_config.json", directory / "tokenizer.json"
+    if not path.is_file() or not fast.is_file():
+        return
+    tok_config, tokenizer = json.loads(path.read_text()), json.loads(fast.read_text())
+    extra = tok_config.pop("extra_special_tokens", None)
+    if isinstance(extra, list):
+        tok_config["additional_special_tokens"] = list(dict.fromkeys([*tok_config.get("additional_special_tokens", []), *extra]))
+    elif extra:
+        tok_config["extra_special_tokens"] = extra  # already the dict 4.52 reads
+    if tok_config.get("tokenizer_class") in (None, "TokenizersBackend"):
+        tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    keys = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+    tok_config["added_tokens_decoder"] = {str(a["id"]): {k: a[k] for k in keys if k in a} for a in tokenizer.get("added_tokens", [])}
+    path.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
+    model = tokenizer.get("model") or {}
+    if model.get("type") == "BPE":
+        (directory / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False))
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges))
+
+
 def export_official_generator(pipeline, dst: str | os.PathLike[str], hub_paths: dict[str, str] | None = None) -> Path:
     """A :class:`UniLIPPipeline` -> the official UniLIP-1B/3B directory layout (config.json, model.safetensors, the
     text tokenizer's files). ``hub_paths`` fills the official config's ``mllm_path`` / ``dit_path`` / ... fields."""
@@ -446,6 +492,7 @@ def export_official_generator(pipeline, dst: str | os.PathLike[str], hub_paths: 
     dst = Path(dst)
     save_weights_and_config(dst, {k: v.contiguous() for k, v in state.items()}, config)
     mllm.tokenizer.save_pretrained(dst)
+    _readable_by_transformers_4(dst)
     return dst
 
 
@@ -460,4 +507,5 @@ def export_internvl(tokenizer_dir: str | os.PathLike[str], mllm_dir: str | os.Pa
     mllm = MLLM.from_pretrained(mllm_dir)
     mllm.use_encoder(tok.encoder)
     mllm.save_pretrained(dst)
+    _readable_by_transformers_4(Path(dst))
     return Path(dst)
