@@ -111,3 +111,27 @@ def test_a_strict_ascii_terminal_gets_escaped_text_not_a_traceback(tmp_path):
     assert run_.returncode == 1 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("unilip: error:")] == [
         f"unilip: error: cannot read image {tmp_path}/caf\\xe9.png: no such file"]
+
+
+def test_dtype_and_device_on_the_model_commands(tmp_path, capsys):
+    """--dtype bf16 runs the bundled models with bf16 weights end to end; a device that is not there is one clear
+    error before any model loads."""
+    import numpy as np
+    from PIL import Image
+
+    assert main(["generate", "a red circle", "--dtype", "bf16", "--steps", "4", "-o", str(tmp_path / "gen")]) == 0
+    image = tmp_path / "gen" / "0000.png"
+    assert Image.open(image).size == (64, 64)
+    assert main(["edit", str(image), "make the circle blue", "--dtype", "bf16", "--steps", "4", "-o", str(tmp_path / "ed")]) == 0
+    assert main(["reconstruct", str(image), "--model", "mini", "--dtype", "bf16", "-o", str(tmp_path / "rec")]) == 0
+    recon = np.asarray(Image.open(tmp_path / "rec" / "0000_recon.png"), dtype=float)
+    assert np.abs(recon - np.asarray(Image.open(image), dtype=float)).mean() < 20  # a reconstruction, not noise
+    assert main(["ask", str(image), "what", "color", "is", "the", "circle?", "--dtype", "bf16"]) == 0
+    capsys.readouterr()
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["generate", "a red circle", "--device", "cuda", "-o", str(tmp_path / "x")]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["generate", "a red circle", "--device", "tpu9", "-o", str(tmp_path / "y")]) == 2
+    assert "not a device" in capsys.readouterr().err

@@ -89,3 +89,23 @@ def test_guidance_batches_both_branches_and_respects_padding(dit):
     torch.testing.assert_close(guided, v_u + 3.0 * (v_c - v_u), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(plain, v_c)
     assert (v_c - v_u).abs().max() > 1e-3  # the conditions matter, so the check above means something
+
+
+def test_cached_condition_keys_and_values_change_nothing_and_are_put_back():
+    from unilip.generation.dit import build_dit, conditions_cached
+
+    torch.manual_seed(0)
+    dit = build_dit(get_preset("mini").generator, 32, 4).eval()
+    cond, mask = torch.randn(2, 7, 128), torch.ones(2, 7)
+    mask[1, 5:] = 0  # a padded condition: the cached mask must be the one its keys were made with
+    xs = [torch.randn(2, 32, 4, 4) for _ in range(3)]
+    ts = [torch.full((2,), v) for v in (999.0, 500.0, 20.0)]
+    with torch.no_grad():
+        plain = [dit(x, encoder_hidden_states=cond, encoder_attention_mask=mask, timestep=t).sample for x, t in zip(xs, ts)]
+        originals = [b.attn2.processor for b in dit.transformer_blocks]
+        with conditions_cached(dit):
+            cached = [dit(x, encoder_hidden_states=cond, encoder_attention_mask=mask, timestep=t).sample for x, t in zip(xs, ts)]
+            assert dit.transformer_blocks[0].attn2.processor.key_value_mask is not None
+    for a, b in zip(plain, cached):
+        assert torch.equal(a, b)
+    assert [b.attn2.processor for b in dit.transformer_blocks] == originals

@@ -58,6 +58,34 @@ def test_a_mismatched_encoder_is_refused(tiny, tiny_cfg):
         mllm.use_encoder(other.encoder)
 
 
+def test_with_encoder_shares_the_language_model_and_answers_as_a_swapped_copy(tiny, tiny_cfg):
+    mllm, path = tiny
+    cfg = copy.deepcopy(tiny_cfg.model)
+    cfg.mllm.pretrained = str(path)
+    tok = UniLIPTokenizer.from_config(cfg)
+    with torch.no_grad():
+        for p in tok.encoder.parameters():
+            p.add_(0.05)  # a revamped encoder, unlike the MLLM's own
+    before = {k: v.clone() for k, v in mllm.model.state_dict().items()}
+    shared = mllm.with_encoder(tok.encoder)
+    copied = copy.deepcopy(mllm)
+    copied.use_encoder(tok.encoder)
+    x = torch.rand(3, 3, 32, 32)
+    questions = ["what color is the circle?", "how many objects are there?", "is there a square?"]
+    assert shared.answer(questions, x) == copied.answer(questions, x)
+    with torch.no_grad():
+        feats = shared.model.model.get_image_features(pixel_values=shared.pixel_values(x)).pooler_output
+        assert torch.equal(feats, tok.features(x))
+    assert shared.model.model.vision_tower is tok.encoder.vision_tower  # the encoder itself, no copy
+    assert shared.model.model.language_model is mllm.model.model.language_model and shared.model.lm_head is mllm.model.lm_head
+    after = mllm.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the original sees through its own encoder still
+    assert mllm.model.model.vision_tower is not tok.encoder.vision_tower
+    cfg.mllm.pretrained, cfg.mllm.vision.num_layers = None, 2
+    with pytest.raises(UniLIPError, match="does not fit"):
+        mllm.with_encoder(UniLIPTokenizer.from_config(cfg).encoder)
+
+
 def test_loss_only_on_the_answer(tiny, tiny_cfg):
     mllm, _ = tiny
     data = InstructionData(tiny_cfg.model.miniworld, mllm.tokenizer, mllm.image_seq_length, InstructionMix())

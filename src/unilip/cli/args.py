@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from unilip.checks import MAX_INPUT_PIXELS, check_float, check_int, short
+from unilip.devices import DTYPES, resolve_device, resolve_dtype
 from unilip.errors import ImageLoadError, UniLIPError
 
 
@@ -83,19 +84,37 @@ def model_input(path: Path, size: int, image=None):
 
 
 def add_mllm_args(q: argparse.ArgumentParser) -> None:
-    """``--model``, ``--encoder`` and ``--tokenizer``: the MLLM, and the UniLIP encoder to swap into it."""
+    """``--model``, ``--encoder`` and ``--tokenizer``: the MLLM, and the UniLIP encoder to swap into it (and where
+    and in what precision they run)."""
     q.add_argument("--model", default="mini", help="MLLM: 'mini' (bundled), an InternVL directory or repo id")
     q.add_argument("--encoder", choices=["original", "unilip"], default="original",
                    help="the MLLM's own vision encoder, or the UniLIP encoder of --tokenizer swapped in")
     q.add_argument("--tokenizer", default="mini", help="UniLIP tokenizer for --encoder unilip ('mini' = bundled)")
+    add_runtime_args(q)
 
 
-def load_tokenizer(name: str):
-    """The UniLIP tokenizer ``name`` names, in eval mode."""
+def add_runtime_args(q: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``: where the models run and the precision their weights are converted to."""
+    q.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda when available, else cpu)")
+    q.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="weights' precision (default fp32; bf16 is about 2x faster on CPUs with AVX512-BF16 and on GPUs)")
+
+
+def runtime(args: argparse.Namespace):
+    """(device, dtype) of ``--device`` / ``--dtype``, checked before any model loads."""
+    return resolve_device(getattr(args, "device", None)), resolve_dtype(getattr(args, "dtype", None))
+
+
+def load_tokenizer(name: str, args: argparse.Namespace | None = None):
+    """The UniLIP tokenizer ``name`` names, in eval mode, on ``args``' device and precision."""
     from unilip.pretrained import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
 
-    return UniLIPTokenizer.from_pretrained(resolve_model(name, "tokenizer")).eval()
+    tokenizer = UniLIPTokenizer.from_pretrained(resolve_model(name, "tokenizer")).eval()
+    if args is None:
+        return tokenizer
+    device, dtype = runtime(args)
+    return tokenizer.to(device=device, dtype=dtype)
 
 
 def load_mllm(args: argparse.Namespace):
@@ -103,14 +122,18 @@ def load_mllm(args: argparse.Namespace):
     from unilip.mllm.model import MLLM
     from unilip.pretrained import resolve_model
 
-    mllm = MLLM.from_pretrained(resolve_model(args.model, "mllm"))
+    device, dtype = runtime(args)
+    mllm = MLLM.from_pretrained(resolve_model(args.model, "mllm"), dtype=dtype)
     if args.encoder == "unilip":
-        mllm.use_encoder(load_tokenizer(args.tokenizer).encoder)
-    return mllm.eval()
+        mllm.use_encoder(load_tokenizer(args.tokenizer, args).encoder)
+    return mllm.to(device).eval()
 
 
-def load_pipeline(name: str):
-    """The :class:`~unilip.pipeline.UniLIPPipeline` ``name`` names."""
+def load_pipeline(name: str, args: argparse.Namespace | None = None):
+    """The :class:`~unilip.pipeline.UniLIPPipeline` ``name`` names, on ``args``' device and precision."""
     from unilip.pipeline import UniLIPPipeline
 
-    return UniLIPPipeline.from_pretrained(name)
+    if args is None:
+        return UniLIPPipeline.from_pretrained(name)
+    device, dtype = runtime(args)
+    return UniLIPPipeline.from_pretrained(name, dtype=dtype, device=device)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from unilip.checks import MAX_IMAGES_PER_PROMPT
-from unilip.cli.args import int_in, path_arg
+from unilip.cli.args import add_runtime_args, int_in, path_arg
 from unilip.data.miniworld.scene import SPLIT_SIZE
 
 
@@ -21,7 +21,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from unilip.serve import serve
 
-    serve(args.model, host=args.host, port=args.port, expose=args.expose, device=args.device,
+    serve(args.model, host=args.host, port=args.port, expose=args.expose, device=args.device, dtype=args.dtype,
           concurrency=args.concurrency, queue_size=args.queue_size)
     return 0
 
@@ -51,7 +51,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     q.add_argument("--port", type=int_in(1, 65535), default=7860, help="port (default 7860)")
     q.add_argument("--expose", action="store_true", help="allow a --host reachable from other machines (e.g. 0.0.0.0)")
-    q.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    add_runtime_args(q)
     q.add_argument("--concurrency", type=int_in(1, 64), default=1, help="requests that run at once, all tabs together (default 1)")
     q.add_argument("--queue-size", type=int_in(1, 1024), default=16, help="requests that may wait; more are turned away (default 16)")
     q.set_defaults(func=cmd_serve)

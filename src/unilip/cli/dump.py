@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from unilip.checks import MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS
-from unilip.cli.args import float_in, int_in, load_pipeline, path_arg
+from unilip.cli.args import add_runtime_args, float_in, int_in, load_pipeline, path_arg
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     else:
         plan = imgedit_plan(args.bench, args.images)
     chunk_batches(len(plan.items), args.batch_size, args.index, args.n_chunks)
-    settings = dump_samples(load_pipeline(args.model), plan, args.out, model=args.model, steps=args.steps,
+    settings = dump_samples(load_pipeline(args.model, args), plan, args.out, model=args.model, steps=args.steps,
                             guidance=args.guidance, scheduler=args.scheduler, seed=args.seed,
                             batch_size=args.batch_size, index=args.index, n_chunks=args.n_chunks)
     c, s = settings["chunk"], settings["sampling"]
@@ -44,6 +44,7 @@ def _add_dump_args(q: argparse.ArgumentParser, layout: str) -> None:
     q.add_argument("--index", type=int_in(0, 9999), default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")
     q.add_argument("--n-chunks", type=int_in(1, 10000), default=1, help="number of processes sharing the work (default 1)")
     q.add_argument("-o", "--out", type=path_arg, required=True, help=f"output folder ({layout})")
+    add_runtime_args(q)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,8 @@ import argparse
 import json
 
 from unilip.checks import MAX_BATCH, MAX_GUIDANCE, MAX_IMAGE_SIZE, MAX_IMAGES_PER_PROMPT, MAX_RECORDS, MAX_SEED, MAX_STEPS
-from unilip.cli.args import add_mllm_args, float_in, int_in, load_mllm, load_pipeline, load_tokenizer, path_arg
+from unilip.cli.args import (add_mllm_args, add_runtime_args, float_in, int_in, load_mllm, load_pipeline, load_tokenizer,
+                             path_arg)
 
 
 def cmd_eval_recon(args: argparse.Namespace) -> int:
@@ -16,8 +17,8 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
 
     source = open_source(args.data)  # a missing folder or an endless source is refused before any model loads
     images_to_evaluate(source, args.n)
-    model = load_tokenizer(args.model)
-    reference = load_tokenizer(args.reference).encoder if args.reference else None
+    model = load_tokenizer(args.model, args)
+    reference = load_tokenizer(args.reference, args).encoder if args.reference else None
     lpips = rfid = None
     if args.lpips_weights:
         from unilip.eval.metrics import lpips_metric
@@ -65,7 +66,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
 
     from unilip.config import get_preset
 
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args)
     pipe.set_progress_bar_config(disable=True)
     world = dataclasses.replace(get_preset("mini").miniworld, image_size=pipe.image_size)  # scenes at the model's size
     common = {"out_dir": args.out, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
@@ -98,6 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--pad", action="store_true", help="official 256 px mode (reflect-pad to a multiple of the token stride)")
     q.add_argument("--lpips-weights", help="directory with LPIPS weights (needs the lpips extra)")
     q.add_argument("--fid-weights", help="Inception weights file for rFID (needs the fid extra)")
+    add_runtime_args(q)
     q.set_defaults(func=cmd_eval_recon)
 
     q = eval_sub.add_parser("understanding", help="VQA accuracy of the MLLM, per question type", description=(
@@ -122,4 +124,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--guidance", type=float_in(1, MAX_GUIDANCE), help="guidance scale (default: the generator config's)")
         q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="base seed (sample j of prompt i has its own fixed seed)")
         q.add_argument("-o", "--out", type=path_arg, required=True, help="output directory for the JSON, HTML and samples")
+        add_runtime_args(q)
         q.set_defaults(func=cmd_eval_generation)

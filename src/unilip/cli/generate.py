@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 
 from unilip.checks import MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS
-from unilip.cli.args import float_in, int_in, load_pipeline, path_arg, user_image
+from unilip.cli.args import add_runtime_args, float_in, int_in, load_pipeline, path_arg, user_image
 
 
 def _run_pipeline(args: argparse.Namespace, prompts: list[str], image=None) -> int:
     import torch
 
-    pipe = load_pipeline(args.model)
+    pipe = load_pipeline(args.model, args)
     gens = [torch.Generator().manual_seed(args.seed + i) for i in range(len(prompts) * args.n)]
     images = pipe(prompts, image=image, num_images_per_prompt=args.n, num_inference_steps=args.steps,
                   guidance_scale=args.guidance, negative_prompt=args.negative_prompt, generator=gens,
@@ -43,6 +43,7 @@ def _add_sampling_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--scheduler", choices=["euler", "dpm"], help="flow Euler or DPM-Solver++, no shift (default: the "
                    "model's own: for converted official checkpoints SANA's DPM-Solver, flow_shift 3; else Euler)")
     q.add_argument("-o", "--out", type=path_arg, required=True, help="output directory (0000.png, 0001.png, ...)")
+    add_runtime_args(q)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

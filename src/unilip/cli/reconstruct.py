@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from unilip.checks import MAX_IMAGE_SIZE
-from unilip.cli.args import int_in, load_tokenizer, path_arg, user_image
+from unilip.cli.args import add_runtime_args, int_in, load_tokenizer, path_arg, user_image
 from unilip.errors import UniLIPError
 
 
@@ -18,7 +18,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from unilip.eval.grid import to_uint8
     from unilip.eval.metrics import psnr
 
-    model = load_tokenizer(args.model)
+    model = load_tokenizer(args.model, args)
     size = args.size or model.image_size
     failed = 0
     for path in args.images:
@@ -45,4 +45,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.add_argument("-o", "--out", type=path_arg, default=Path("reconstructions"), help="output directory")
     q.add_argument("--size", type=int_in(8, MAX_IMAGE_SIZE), help="the resolution the model works at: the image is resized to SIZE x SIZE, reconstructed, and resized back to its own size (default: the model's image size)")
     q.add_argument("--pad", action="store_true", help="official 256 px mode: reflect-pad to a multiple of the token stride")
+    add_runtime_args(q)
     q.set_defaults(func=cmd_reconstruct)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from unilip.checks import MAX_IMAGE_SIZE, MAX_RECORDS
-from unilip.cli.args import int_in, load_tokenizer, path_arg
+from unilip.cli.args import add_runtime_args, int_in, load_tokenizer, path_arg
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def cmd_latent_scale(args: argparse.Namespace) -> int:
     from unilip.data.sources import first_images, open_source
     from unilip.generation.model import latent_scale_of_images
 
-    tok = load_tokenizer(args.tokenizer).float()
+    tok = load_tokenizer(args.tokenizer, args)
     images = first_images(open_source(args.data), args.n)
     scale = latent_scale_of_images(tok, images, args.image_size or tok.image_size)
     print(f"latent scale {scale:.4f} (1 / std of the latents of {len(images)} images from {args.data}); "
@@ -84,4 +84,5 @@ def add_latent_scale_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--data", default="miniworld:train", help="image source (miniworld:SPLIT, a folder, a dataset dir, ...)")
     q.add_argument("--n", type=int_in(1, MAX_RECORDS), default=2000, help="images to measure over")
     q.add_argument("--image-size", type=int_in(8, MAX_IMAGE_SIZE), help="resize images to this side (default: the tokenizer's)")
+    add_runtime_args(q)
     q.set_defaults(func=cmd_latent_scale)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from unilip.errors import UniLIPError
+from unilip.generation.dit import conditions_cached
 
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -152,9 +153,13 @@ def sample_latents(dit, shape: tuple[int, ...], conditions: Tensor, mask: Tensor
         raise UniLIPError("guidance other than 1 needs the unconditional conditions")
     sched = make_scheduler(scheduler) if isinstance(scheduler, str) else type(scheduler).from_config(scheduler.config)
     sched.set_timesteps(steps, device=conditions.device)
-    x = initial_noise(shape, generator).to(device=conditions.device, dtype=conditions.dtype)
-    for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
-        timestep = t.expand(shape[0]).to(conditions.dtype)
-        v = guided_velocity(dit, x, timestep, conditions, mask, uncond, uncond_mask, guidance_scale)
-        x = sched.step(v, t, x).prev_sample
+    # the latent, the timesteps and the solver stay in (at least) float32 whatever the DiT's dtype: in bf16, 20 steps of small
+    # updates would round away (and timestep 982 would read as 984)
+    solver_dtype = torch.promote_types(conditions.dtype, torch.float32)  # float32, or float64 for float64 conditions
+    x = initial_noise(shape, generator).to(device=conditions.device, dtype=solver_dtype)
+    with conditions_cached(dit):  # the conditions are the same at every step: their keys and values are computed once
+        for t in tqdm(sched.timesteps, disable=not progress, desc="sampling", leave=False):
+            timestep = t.expand(shape[0]).to(solver_dtype)
+            v = guided_velocity(dit, x.to(conditions.dtype), timestep, conditions, mask, uncond, uncond_mask, guidance_scale)
+            x = sched.step(v.to(solver_dtype), t, x).prev_sample
     return x

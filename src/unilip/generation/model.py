@@ -83,9 +83,11 @@ class UniLIPGenerator(nn.Module):
     def images(self, latents: Tensor) -> Tensor:
         """The DiT's latents -> images in [0, 1]: the UniLIP decoder's output clamped, then resized to the image size
         (the official pipeline's order; a plain autoencoder decodes at its own size)."""
+        decoder = self.autoencoder if self.autoencoder is not None else self.tokenizer
+        latents = (latents / self.latent_scale).to(next(decoder.parameters()).dtype)  # the sampler's are float32
         if self.autoencoder is not None:
-            return self.autoencoder.decode(latents / self.latent_scale, clamp=True)
-        return self.tokenizer.decode(latents / self.latent_scale, clamp_first=True)
+            return self.autoencoder.decode(latents, clamp=True)
+        return self.tokenizer.decode(latents, clamp_first=True)
 
     def conditions(self, instructions: list[str], source_images: Tensor | None = None,
                    features: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,7 @@ Images enter as (B, 3, H, W) floats in [0, 1], normalised here with the encoder'
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+def _shallow_module_copy(module: nn.Module) -> nn.Module:
+    """A new module object whose child modules, parameters and buffers are the same objects as ``module``'s, in
+    dicts of its own: replacing one of its children leaves ``module`` as it was."""
+    other = copy.copy(module)
+    other._modules, other._parameters, other._buffers = dict(module._modules), dict(module._parameters), dict(module._buffers)
+    return other
 
 
 class MLLM(nn.Module):
@@ -152,6 +161,22 @@ class MLLM(nn.Module):
         except (RuntimeError, AttributeError) as err:
             raise UniLIPError(f"the encoder does not fit this MLLM's vision tower + projector: {err}") from err
 
+    def with_encoder(self, encoder: nn.Module) -> MLLM:
+        """A second MLLM that sees through ``encoder``'s vision tower + projector (those modules themselves, not a
+        copy) and shares every other module and weight with this one: the web page's UniLIP-encoder MLLM costs no
+        second language model (at 1B/3B the bulk of the memory). This MLLM is unchanged."""
+        own = self.model.model
+        for name in ("vision_tower", "multi_modal_projector"):
+            ours, theirs = getattr(own, name).state_dict(), getattr(encoder, name, nn.Module()).state_dict()
+            if {k: v.shape for k, v in ours.items()} != {k: v.shape for k, v in theirs.items()}:
+                raise UniLIPError(f"the encoder's {name} does not fit this MLLM's (different names or shapes)")
+        other = _shallow_module_copy(self)
+        other.model = _shallow_module_copy(self.model)
+        other.model.model = _shallow_module_copy(own)
+        other.model.model.vision_tower = encoder.vision_tower
+        other.model.model.multi_modal_projector = encoder.multi_modal_projector
+        return other
+
     # -------------------------------------------------------------------------------------------------- using
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
@@ -178,7 +203,7 @@ class MLLM(nn.Module):
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in self.encode_prompts(questions, images is not None).items()}
         if images is not None:
-            batch["pixel_values"] = self.pixel_values(images.to(device))
+            batch["pixel_values"] = self.pixel_values(images.to(device)).to(self.model.dtype)
         out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                   eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, batch["input_ids"].shape[1]:]

@@ -280,7 +280,7 @@ class Server:
 
 def start(model: str = "mini", host: str = "127.0.0.1", port: int = 7860, expose: bool = False,
           device: str | None = None, concurrency: int = 1, queue_size: int = 16, limits: h.Limits | None = None,
-          log=print) -> Server:
+          log=print, dtype: str | None = None) -> Server:
     """Load the models once, build the page and serve it without blocking; see :func:`serve`."""
     limits = limits or h.Limits()
     if host not in LOOPBACK and not expose:
@@ -296,7 +296,7 @@ def start(model: str = "mini", host: str = "127.0.0.1", port: int = 7860, expose
     try:
         uploads = prepare_environment(workdir)
         log(f"loading the models ({model})")
-        models = h.DemoModels.load(model, device)
+        models = h.DemoModels.load(model, device, dtype)
         examples = h.make_examples(models, workdir / "examples")
         log(f"loaded in {models.seconds_to_load:.1f} s on {models.device}; "
             f"warmed up in {h.warm_up(models, examples):.1f} s")
@@ -321,13 +321,14 @@ def start(model: str = "mini", host: str = "127.0.0.1", port: int = 7860, expose
 
 
 def serve(model: str = "mini", host: str = "127.0.0.1", port: int = 7860, expose: bool = False,
-          device: str | None = None, concurrency: int = 1, queue_size: int = 16, log=print) -> None:
+          device: str | None = None, concurrency: int = 1, queue_size: int = 16, log=print,
+          dtype: str | None = None) -> None:
     """Serve the demo until Ctrl+C or SIGTERM, then stop and remove the server's temporary folder.
 
     Binds to 127.0.0.1 unless ``expose`` is set (there is no login). ``concurrency`` requests run at once across
     all tabs; up to ``queue_size`` more wait in line.
     """
-    server = start(model, host, port, expose, device, concurrency, queue_size, log=log)
+    server = start(model, host, port, expose, device, concurrency, queue_size, log=log, dtype=dtype)
 
     def stop(signum, frame):  # SIGTERM (e.g. a test's teardown) ends like Ctrl+C: through the finally below
         raise KeyboardInterrupt

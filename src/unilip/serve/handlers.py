@@ -10,7 +10,6 @@ layer (:mod:`unilip.serve.app`) only maps widgets to these arguments and errors 
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -73,21 +72,21 @@ class DemoModels:
     _geneval: dict[str, dict] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, model: str = "mini", device: str | None = None) -> DemoModels:
+    def load(cls, model: str = "mini", device: str | None = None, dtype: str | None = None) -> DemoModels:
         """Load a pipeline directory (``mllm/``, ``tokenizer/``, ``generator/``), a hub repo id, or ``"mini"`` (the
-        bundled weights). ``device``: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available."""
+        bundled weights). ``device``: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available. ``dtype``:
+        ``fp32`` (default), ``bf16`` or ``fp16``."""
+        from unilip.devices import resolve_device, resolve_dtype
         from unilip.pipeline import UniLIPPipeline
 
         t0 = time.perf_counter()
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UniLIPError(f"--device {device}: CUDA is not available on this machine")
-        pipe = UniLIPPipeline.from_pretrained(model).to(dev)
+        dev, precision = resolve_device(device), resolve_dtype(dtype)
+        pipe = UniLIPPipeline.from_pretrained(model, dtype=precision).to(dev)
         generator = pipe.generator
         original = generator.conditioner.mllm
-        # The UniLIP-encoder variant is a second MLLM: a copy, so the generator keeps conditioning on the original.
-        unilip = copy.deepcopy(original)
-        unilip.use_encoder(generator.tokenizer.encoder)
+        # The UniLIP-encoder variant shares the original's language model and looks through the tokenizer's encoder:
+        # no second MLLM in memory, and the generator keeps conditioning on the original.
+        unilip = original.with_encoder(generator.tokenizer.encoder)
         miniworld = None
         if str(model) == "mini":
             import dataclasses

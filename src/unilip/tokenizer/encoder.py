@@ -140,7 +140,8 @@ class VisionEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Images (B, 3, S, S) in [0, 1] -> features F (B, g*g, D), g = S / token_stride."""
         self.check_images(images)
-        pixel_values = (images - self.pixel_mean) / self.pixel_std  # (B, 3, S, S), normalised
+        # (B, 3, S, S), normalised in float32, then in the weights' precision (a bf16 model takes fp32 images)
+        pixel_values = ((images.float() - self.pixel_mean.float()) / self.pixel_std.float()).to(self.pixel_mean.dtype)
         tokens = self._patch_tokens(pixel_values)  # (B, 3, S, S) -> (B, P, C), P = (S / patch)²
         batch, side = tokens.shape[0], int(tokens.shape[1] ** 0.5)
         tokens = tokens.reshape(batch, side, side, -1)  # (B, P, C) -> (B, p, p, C)

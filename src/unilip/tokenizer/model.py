@@ -217,7 +217,7 @@ class UniLIPTokenizer(nn.Module):
             return out.clamp(0, 1)
         if not pad_to_multiple:
             self.encoder.check_images(images)
-            return self.decode(self.encode(images), size=width, clamp=True)
+            return self.decode(self.encode(images), size=width, clamp=True).to(images.dtype)
         stride = self.encoder.token_stride
         pad_h, pad_w = -height % stride, -width % stride
         top, left = pad_h // 2, pad_w // 2
@@ -227,4 +227,4 @@ class UniLIPTokenizer(nn.Module):
         padded = F.pad(images, (left, right, top, bottom), mode="reflect")  # (B, 3, H, W) -> (B, 3, H', W')
         # decoded at 32 / 28 of the padded side (320 px) and rescaled with align_corners=True, as the official Pad model
         out = self.decoder(self.encode(padded), padded.shape[-1], align_corners=True).clamp(0, 1)  # (B, 3, H', W')
-        return out[..., top:top + height, left:left + width]  # (B, 3, H', W') -> (B, 3, H, W)
+        return out[..., top:top + height, left:left + width].to(images.dtype)  # (B, 3, H', W') -> (B, 3, H, W)
