@@ -1,8 +1,8 @@
 """The published-checkpoint path at full size, for a machine with a CUDA GPU: write a random UniLIP-1B in the official
 layout, convert it with ``convert_official_generator``, load the converted pipeline in bf16 and generate at 448 px
-(20 steps, CFG), reporting conversion time, seconds per image and peak GPU memory. One JSON line on stdout.
+(20 steps, CFG), reporting conversion time, seconds per image and peak GPU memory: one JSON line per mode.
 
-    python benchmarks/official_checkpoint_gpu.py                       # 1b on cuda, bf16
+    python benchmarks/official_checkpoint_gpu.py                       # 1b on cuda: bf16, bf16+offload, bf16+int8, fp32
     python benchmarks/official_checkpoint_gpu.py --preset mini --device cpu --dtype fp32   # a quick check anywhere
 
 Weights are random (no real checkpoint can be fetched here); the shapes, names and code path are the real ones. The
@@ -22,7 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="1b", choices=["mini", "1b", "2b"])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--modes", default="bf16,bf16+offload,bf16+int8,fp32",
+                        help="comma-separated: a dtype (bf16, fp32), optionally +offload (model CPU offload) and/or +int8")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
@@ -38,7 +39,6 @@ def main() -> None:
 
     cfg = get_preset(args.preset)
     cfg.mllm.pretrained = cfg.tokenizer.decoder_pretrained = cfg.generator.dit_pretrained = None
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -49,8 +49,28 @@ def main() -> None:
         t = time.perf_counter()
         convert_official_generator(Path(tmp) / "official", Path(tmp) / "ours", cfg if args.preset == "mini" else None)
         convert_s = time.perf_counter() - t
-        pipe = UniLIPPipeline.from_pretrained(Path(tmp) / "ours", dtype=dtype, device=args.device)
+        for mode in args.modes.split(","):
+            run_mode(args, mode, Path(tmp) / "ours", write_s, convert_s)
+
+
+def run_mode(args, mode: str, directory: Path, write_s: float, convert_s: float) -> None:
+    import gc
+
+    import torch
+
+    from unilip.pipeline import UniLIPPipeline
+
+    parts = mode.split("+")
+    dtype = torch.bfloat16 if parts[0] == "bf16" else torch.float32
     cuda = args.device.startswith("cuda")
+    if cuda:
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    pipe = UniLIPPipeline.from_pretrained(directory, dtype=dtype)
+    if "int8" in parts:
+        pipe.quantize("int8")
+    pipe = pipe.enable_model_cpu_offload(args.device) if "offload" in parts else pipe.to(args.device)
     prompts = ["a corgi wearing sunglasses on a skateboard"] * args.batch
     pipe(prompts[:1], num_inference_steps=2, output_type="pt")  # warm-up
     if cuda:
@@ -63,11 +83,12 @@ def main() -> None:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t
     print(json.dumps({
-        "preset": args.preset, "device": torch.cuda.get_device_name() if cuda else args.device, "dtype": args.dtype,
+        "preset": args.preset, "device": torch.cuda.get_device_name() if cuda else args.device, "mode": mode,
         "image_size": images.shape[-1], "batch": args.batch, "steps": args.steps, "write_official_s": round(write_s, 1),
         "convert_s": round(convert_s, 1), "seconds_per_image": round(seconds / args.batch, 3),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "finite": bool(torch.isfinite(images).all())}))
+        "finite": bool(torch.isfinite(images).all())}), flush=True)
+    del pipe, images
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from unilip.errors import UniLIPError
 MAX_SEED = 2**62
 #: Sampling steps: 1000 is far beyond any flow-matching schedule's use (the official default is 20).
 MAX_STEPS = 1000
+#: The samplers a call may name (diffusers flow schedulers; ``unilip.generation.flow.make_scheduler`` builds them).
+SCHEDULERS = ("euler", "dpm", "unipc")
 #: Images per prompt, scenes of the demo, records of a dataset, samples of an evaluation per prompt.
 MAX_IMAGES_PER_PROMPT = 64
 MAX_RECORDS = 10_000_000

@@ -42,3 +42,20 @@ def resolve_dtype(name: str | None = None):
     if name not in table:
         raise UniLIPError(f"dtype: {name!r} is not one of {', '.join(DTYPES)}")
     return table[name]
+
+
+QUANTIZATIONS = ("int8",)
+
+
+def quantize_weights(module, scheme: str = "int8"):
+    """Weight-only quantization of ``module``'s linear layers in place (torchao ``Int8WeightOnlyConfig``: int8
+    weights with a per-channel scale, activations in the module's dtype), for the components whose memory is
+    mostly linear weights: the MLLM and the DiT. Needs the ``quant`` extra (``pip install "unilip[quant]"``)."""
+    if scheme not in QUANTIZATIONS:
+        raise UniLIPError(f"quantize: {scheme!r} is not one of {', '.join(QUANTIZATIONS)}")
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        raise UniLIPError('8-bit weights need torchao: pip install "unilip[quant]"') from None
+    quantize_(module, Int8WeightOnlyConfig())
+    return module

@@ -8,6 +8,7 @@ of prompts, images per prompt, the sampler and the output type. Conditions are c
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unilip.checks import (MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_STEPS, check_float, check_int,
-                           check_text, short)
+from unilip.checks import (MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_STEPS, SCHEDULERS, check_float,
+                           check_int, check_text, short)
 from unilip.errors import UniLIPError
-from unilip.generation.flow import SCHEDULERS
 
 COMPONENTS = ("mllm", "tokenizer", "generator")
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -43,6 +43,7 @@ class UniLIPPipeline:
         self.generator = generator.eval()
         self.scheduler = make_scheduler("euler") if scheduler is None else scheduler
         self._progress = progress
+        self._offload_to: torch.device | None = None  # the execution device under model offload
 
     # ------------------------------------------------------------------------------------------------ loading
 
@@ -90,13 +91,51 @@ class UniLIPPipeline:
         self.scheduler.save_config(directory / "generator")
         write_model_index(directory)
 
+    def quantize(self, scheme: str = "int8") -> UniLIPPipeline:
+        """8-bit weight-only quantization of the language model, the connector and the DiT (the bulk of the weights),
+        in place; the vision encoder and the pixel decoder keep their precision (they also serve reconstruction)."""
+        from unilip.devices import quantize_weights
+
+        model = self.generator
+        quantize_weights(model.conditioner.mllm.model.model.language_model, scheme)
+        quantize_weights(model.connector, scheme)
+        quantize_weights(model.dit, scheme)
+        return self
+
     def to(self, device: str | torch.device) -> UniLIPPipeline:
         self.generator.to(device)
+        self._offload_to = None
         return self
+
+    def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> UniLIPPipeline:
+        """Keep the components in CPU memory and move each to ``device`` (default: CUDA) only while it runs: the
+        vision encoder (edits), then the MLLM with the queries and the connector, then the DiT, then the decoder.
+        Peak accelerator memory is then about the largest component's instead of their sum, at the cost of one
+        host-to-device copy of each per call (diffusers' ``enable_model_cpu_offload``)."""
+        from unilip.devices import resolve_device
+
+        self.generator.to("cpu")
+        self._offload_to = resolve_device(device)
+        return self
+
+    @contextmanager
+    def _running(self, *modules: torch.nn.Module):
+        """``modules`` on the execution device for the block, back in CPU memory after it (under model offload)."""
+        if self._offload_to is None:
+            yield
+            return
+        for module in modules:
+            module.to(self._offload_to)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to("cpu")
 
     @property
     def device(self) -> torch.device:
-        return self.generator.conditioner.queries.device
+        """Where the inputs go: the execution device (under offload the weights wait in CPU memory)."""
+        return self._offload_to or self.generator.conditioner.queries.device
 
     @property
     def image_size(self) -> int:
@@ -151,15 +190,19 @@ class UniLIPPipeline:
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         if sources is not None:
             sources = sources.repeat_interleave(num_images_per_prompt, 0)
-        features = model.source_features(sources)  # once, for both branches
-        conditions, mask = model.conditions(prompts, features=features)
-        uncond = uncond_mask = None
-        if guidance_scale != 1.0:
-            empty = UNCONDITIONAL_EDIT if features is not None else UNCONDITIONAL_GENERATE
-            uncond, uncond_mask = model.conditions([negative_prompt or empty] * len(prompts), features=features)
-        latents = sample_latents(model.dit, (len(prompts), *model.cfg.latent_shape()), conditions, mask, uncond,
-                                 uncond_mask, guidance_scale, steps, scheduler, generator, self._progress)
-        return model.images(latents)
+        with self._running(model.tokenizer.encoder):
+            features = model.source_features(sources)  # once, for both branches
+        with self._running(model.conditioner, model.connector):
+            conditions, mask = model.conditions(prompts, features=features)
+            uncond = uncond_mask = None
+            if guidance_scale != 1.0:
+                empty = UNCONDITIONAL_EDIT if features is not None else UNCONDITIONAL_GENERATE
+                uncond, uncond_mask = model.conditions([negative_prompt or empty] * len(prompts), features=features)
+        with self._running(model.dit):
+            latents = sample_latents(model.dit, (len(prompts), *model.cfg.latent_shape()), conditions, mask, uncond,
+                                     uncond_mask, guidance_scale, steps, scheduler, generator, self._progress)
+        with self._running(model.autoencoder or model.tokenizer.decoder):
+            return model.images(latents)
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], image: Any = None, negative_prompt: str | None = None,

@@ -266,3 +266,47 @@ def test_the_frozen_pool_serves_what_the_renderer_would_and_resumes_exactly(comp
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="pool"):
         _cfg(components, tmp_path / "y", "pool=-1")
+
+
+def test_int8_weights_for_the_language_model_connector_and_dit(pipeline_dir):
+    pytest.importorskip("torchao")  # the quant extra (CI installs it with the test extra)
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    before = pipe("a red circle", generator=g(), output_type="pt").images
+    decoder_weight = pipe.generator.tokenizer.decoder.conv_in.weight.clone()
+    pipe.quantize("int8")
+    assert type(pipe.generator.dit.transformer_blocks[0].attn1.to_q.weight).__name__ == "Int8Tensor"
+    assert type(pipe.generator.connector.layers[0].self_attn.q_proj.weight).__name__ == "Int8Tensor"
+    assert torch.equal(pipe.generator.tokenizer.decoder.conv_in.weight, decoder_weight)  # the decoder keeps its weights
+    after = pipe("a red circle", generator=g(), output_type="pt").images
+    assert after.shape == before.shape and torch.isfinite(after).all()
+    assert (after - before).abs().mean() < 0.05  # per-channel int8: close to the fp32 image, not equal
+    with pytest.raises(UniLIPError, match="int8"):
+        pipe.quantize("int4")
+
+
+def test_model_offload_moves_each_component_only_while_it_runs(pipeline_dir, monkeypatch):
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    source = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = pipe("make it red", image=source, generator=g(), output_type="pt").images
+    model = pipe.generator
+    names = {id(model.tokenizer.encoder): "encoder", id(model.conditioner): "mllm", id(model.connector): "connector",
+             id(model.dit): "dit", id(model.tokenizer.decoder): "decoder"}
+    moves = []
+    original_to = torch.nn.Module.to
+
+    def spy(self, *args, **kwargs):
+        if id(self) in names:
+            moves.append((names[id(self)], str(args[0] if args else kwargs.get("device"))))
+        return original_to(self, *args, **kwargs)
+
+    pipe.enable_model_cpu_offload("cpu")  # the execution device is the CPU here: the order of the moves is the test
+    monkeypatch.setattr(torch.nn.Module, "to", spy)
+    offloaded = pipe("make it red", image=source, generator=g(), output_type="pt").images
+    assert torch.equal(plain, offloaded)
+    assert [m for m, _ in moves] == ["encoder", "encoder", "mllm", "connector", "mllm", "connector", "dit", "dit",
+                                     "decoder", "decoder"]
+    assert pipe.device == torch.device("cpu")

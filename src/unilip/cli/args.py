@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from unilip.checks import MAX_INPUT_PIXELS, check_float, check_int, short
-from unilip.devices import DTYPES, resolve_device, resolve_dtype
+from unilip.devices import DTYPES, QUANTIZATIONS, resolve_device, resolve_dtype
 from unilip.errors import ImageLoadError, UniLIPError
 
 
@@ -93,11 +93,17 @@ def add_mllm_args(q: argparse.ArgumentParser) -> None:
     add_runtime_args(q)
 
 
-def add_runtime_args(q: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--dtype``: where the models run and the precision their weights are converted to."""
+def add_runtime_args(q: argparse.ArgumentParser, quantize: bool = False) -> None:
+    """``--device`` and ``--dtype``: where the models run and the precision their weights are converted to (and,
+    for the pipeline's commands, ``--quantize``)."""
     q.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda when available, else cpu)")
     q.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="weights' precision (default fp32; bf16 is about 2x faster on CPUs with AVX512-BF16 and on GPUs)")
+    if quantize:
+        q.add_argument("--quantize", choices=QUANTIZATIONS, help="8-bit weights for the language model, connector "
+                       "and DiT (torchao; pip install \"unilip[quant]\")")
+        q.add_argument("--offload", choices=["model"], help="keep the components in CPU memory and move each to "
+                       "--device only while it runs (less accelerator memory, one copy per component per call)")
 
 
 def runtime(args: argparse.Namespace):
@@ -136,4 +142,7 @@ def load_pipeline(name: str, args: argparse.Namespace | None = None):
     if args is None:
         return UniLIPPipeline.from_pretrained(name)
     device, dtype = runtime(args)
-    return UniLIPPipeline.from_pretrained(name, dtype=dtype, device=device)
+    pipe = UniLIPPipeline.from_pretrained(name, dtype=dtype)
+    if getattr(args, "quantize", None):
+        pipe.quantize(args.quantize)
+    return pipe.enable_model_cpu_offload(device) if getattr(args, "offload", None) else pipe.to(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from unilip.checks import MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS
+from unilip.checks import MAX_BATCH, MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS, SCHEDULERS
 from unilip.cli.args import add_runtime_args, float_in, int_in, load_pipeline, path_arg
 
 
@@ -37,14 +37,14 @@ def _add_dump_args(q: argparse.ArgumentParser, layout: str) -> None:
                                                                 "official 4.5, ImgEdit with the 2B model 4.0)")
     q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="base seed: sample k of prompt i has its own fixed seed, "
                                                                    "whatever the chunking")
-    q.add_argument("--scheduler", choices=["euler", "dpm"], help="flow Euler or DPM-Solver++, no shift (default: the "
+    q.add_argument("--scheduler", choices=SCHEDULERS, help="flow Euler, DPM-Solver++ or UniPC, no shift (default: the "
                    "model's own: for converted official checkpoints SANA's DPM-Solver, flow_shift 3; else Euler)")
     q.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=4, help="prompts per pipeline call (default 4); keep it when "
                                                                          "resuming or adding chunks: it fixes the last bits")
     q.add_argument("--index", type=int_in(0, 9999), default=0, help="this process's chunk, 0..n-chunks-1 (default 0)")
     q.add_argument("--n-chunks", type=int_in(1, 10000), default=1, help="number of processes sharing the work (default 1)")
     q.add_argument("-o", "--out", type=path_arg, required=True, help=f"output folder ({layout})")
-    add_runtime_args(q)
+    add_runtime_args(q, quantize=True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

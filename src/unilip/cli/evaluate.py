@@ -124,5 +124,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--guidance", type=float_in(1, MAX_GUIDANCE), help="guidance scale (default: the generator config's)")
         q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="base seed (sample j of prompt i has its own fixed seed)")
         q.add_argument("-o", "--out", type=path_arg, required=True, help="output directory for the JSON, HTML and samples")
-        add_runtime_args(q)
+        add_runtime_args(q, quantize=True)
         q.set_defaults(func=cmd_eval_generation)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from unilip.checks import MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS
+from unilip.checks import MAX_GUIDANCE, MAX_IMAGES_PER_PROMPT, MAX_SEED, MAX_STEPS, SCHEDULERS
 from unilip.cli.args import add_runtime_args, float_in, int_in, load_pipeline, path_arg, user_image
 
 
@@ -40,10 +40,10 @@ def _add_sampling_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--guidance", type=float_in(1, MAX_GUIDANCE), help="classifier-free guidance scale (default: the generator config's)")
     q.add_argument("--negative-prompt", help="the unconditional branch's prompt (default: the empty prompt)")
     q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="image i uses seed + i: same seed, same images")
-    q.add_argument("--scheduler", choices=["euler", "dpm"], help="flow Euler or DPM-Solver++, no shift (default: the "
+    q.add_argument("--scheduler", choices=SCHEDULERS, help="flow Euler, DPM-Solver++ or UniPC, no shift (default: the "
                    "model's own: for converted official checkpoints SANA's DPM-Solver, flow_shift 3; else Euler)")
     q.add_argument("-o", "--out", type=path_arg, required=True, help="output directory (0000.png, 0001.png, ...)")
-    add_runtime_args(q)
+    add_runtime_args(q, quantize=True)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ sigma ~ logit-normal(0, 1); x_t = (1 - sigma) x0 + sigma eps; the DiT predicts t
 1000 sigma; the loss is the MSE in fp32. Sampling integrates dx/dsigma = v from sigma = 1 (noise) to 0 with a diffusers
 flow scheduler; :func:`guided_velocity` is the CFG step every sampler shares.
 
-Schedulers are diffusers' own. By name: ``euler`` (``FlowMatchEulerDiscreteScheduler``) or ``dpm``
-(``DPMSolverMultistepScheduler``, DPM-Solver++ 2M in flow mode), both at the training convention
-``timestep = 1000 sigma`` with no shift. The official sampler is neither: it is SANA's own scheduler file
+Schedulers are diffusers' own. By name: ``euler`` (``FlowMatchEulerDiscreteScheduler``), ``dpm``
+(``DPMSolverMultistepScheduler``, DPM-Solver++ 2M in flow mode) or ``unipc`` (``UniPCMultistepScheduler``), all at the
+training convention ``timestep = 1000 sigma`` with no shift. The official sampler is neither: it is SANA's own scheduler file
 (:data:`OFFICIAL_SCHEDULER_CONFIG`, DPM-Solver++ with ``flow_shift`` 3.0, timesteps 999, 982, 963, ... at 20 steps),
 which a converted official generator records in its directory and the pipeline uses by default. The conditions are
 computed once per call, outside the loop, by the caller (:class:`unilip.pipeline.UniLIPPipeline`).
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from unilip.checks import SCHEDULERS
 from unilip.errors import UniLIPError
 from unilip.generation.dit import conditions_cached
 
@@ -68,7 +69,6 @@ def guided_velocity(dit, x: Tensor, timestep: Tensor, conditions: Tensor, mask: 
 
 # ------------------------------------------------------------------------------------------------------ sampling
 
-SCHEDULERS = ("euler", "dpm")
 
 #: Where a generator directory records its default sampler (diffusers' own file name and format).
 SCHEDULER_CONFIG_NAME = "scheduler_config.json"
@@ -90,7 +90,8 @@ SCHEDULER_CLASSES = ("FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepSched
 
 
 def make_scheduler(name: str = "euler", shift: float = 1.0):
-    """A fresh diffusers flow scheduler (``euler`` or ``dpm``) for the training convention sigma = t / 1000."""
+    """A fresh diffusers flow scheduler (``euler``, ``dpm`` = DPM-Solver++ 2M, ``unipc`` = UniPC 2nd order) for the
+    training convention sigma = t / 1000."""
     if name == "euler":
         from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -100,6 +101,11 @@ def make_scheduler(name: str = "euler", shift: float = 1.0):
 
         return DPMSolverMultistepScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="flow_prediction",
                                            use_flow_sigmas=True, flow_shift=shift, solver_order=2)
+    if name == "unipc":
+        from diffusers import UniPCMultistepScheduler
+
+        return UniPCMultistepScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="flow_prediction",
+                                       use_flow_sigmas=True, flow_shift=shift, solver_order=2)
     raise UniLIPError(f"scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
 
 
@@ -119,7 +125,8 @@ def scheduler_from_config(config: dict, where: str = "scheduler config"):
 
 def describe_scheduler(scheduler) -> str:
     """``euler``, ``dpm``, or e.g. ``dpm (flow_shift 3)``: what a log line or a settings file records."""
-    name = {"FlowMatchEulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm"}.get(
+    name = {"FlowMatchEulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm",
+            "UniPCMultistepScheduler": "unipc"}.get(
         type(scheduler).__name__, type(scheduler).__name__)
     shift = scheduler.config.get("flow_shift", scheduler.config.get("shift", 1.0))
     return name if shift == 1.0 else f"{name} (flow_shift {shift:g})"

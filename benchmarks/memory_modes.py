@@ -1,0 +1,99 @@
+"""Memory per precision mode on this machine (CPU RSS): the 1b pipeline (random weights, real shapes) loaded as fp32,
+bf16, fp32 + int8 or bf16 + int8 weights, with what stays resident after loading and the peak during one 448 px
+text-to-image call (20 steps, CFG), and that call's seconds. Each mode runs in a fresh subprocess.
+
+    python benchmarks/memory_modes.py                 # 1b (about 8 min on 2 cores)
+    python benchmarks/memory_modes.py --preset mini   # seconds
+
+Accelerator memory (model offload, GPU peaks) is measured by ``benchmarks/official_checkpoint_gpu.py`` on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+
+MODES = ("fp32", "bf16", "fp32+int8", "bf16+int8")
+
+
+def rss_gib() -> float:
+    """This process's resident memory now (``/proc/self/statm``), GiB."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def run_mode(preset: str, mode: str, steps: int) -> dict:
+    import gc
+
+    import torch
+
+    from unilip.config import get_preset
+    from unilip.generation.model import UniLIPGenerator
+    from unilip.mllm.model import MLLM
+    from unilip.pipeline import UniLIPPipeline
+    from unilip.tokenizer import UniLIPTokenizer
+
+    cfg = get_preset(preset)
+    cfg.mllm.pretrained = cfg.tokenizer.decoder_pretrained = cfg.generator.dit_pretrained = None
+    torch.manual_seed(0)
+    parts = mode.split("+")
+    dtype = torch.bfloat16 if parts[0] == "bf16" else torch.float32
+    torch.set_default_dtype(dtype)  # the weights are made in their own dtype: no fp32 copy ever exists in bf16 modes
+    gen = UniLIPGenerator(cfg, MLLM.from_config(cfg), UniLIPTokenizer.from_config(cfg)).to(dtype)
+    torch.set_default_dtype(torch.float32)
+    pipe = UniLIPPipeline(gen.eval().requires_grad_(False), progress=False)
+    if "int8" in parts:
+        pipe.quantize("int8")
+    with torch.no_grad():  # warm-up: kernel choice and first allocations are not the call's
+        pipe("a red circle", num_inference_steps=1, output_type="pt")
+    gc.collect()
+    resident = rss_gib()
+    peak, done = [resident], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak.append(rss_gib())
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t = time.perf_counter()
+    with torch.no_grad():
+        images = pipe("a red circle above two blue squares", num_inference_steps=steps, guidance_scale=3.0,
+                      generator=torch.Generator().manual_seed(0), output_type="pt").images
+    seconds = time.perf_counter() - t
+    done.set()
+    watcher.join()
+    return {"preset": preset, "mode": mode, "resident_gib": resident, "peak_gib": max(peak), "seconds": seconds,
+            "finite": bool(torch.isfinite(images).all())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="1b")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.mode:
+        print(json.dumps(run_mode(args.preset, args.mode, args.steps)))
+        return
+    print(f"| {args.preset} weights | resident after load | peak during a call | s per image |  ({args.steps} steps, CFG)")
+    print("|---|---|---|---|")
+    for mode in MODES:
+        proc = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--steps", str(args.steps), "--mode", mode],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            print(f"| {mode} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"| {mode} | {r['resident_gib']:.2f} GiB | {r['peak_gib']:.2f} GiB | {r['seconds']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
