@@ -28,7 +28,24 @@ def rss_gib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+def tensor_bytes(module) -> int:
+    """Bytes the module's parameters and buffers hold (a quantized tensor counts its int8 data and its scales)."""
+    def nbytes(t) -> int:
+        if hasattr(t, "__tensor_flatten__"):
+            names, _ = t.__tensor_flatten__()
+            return sum(nbytes(getattr(t, n)) for n in names)
+        return t.numel() * t.element_size()
+
+    seen, total = set(), 0
+    for t in [*module.parameters(), *module.buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += nbytes(t)
+    return total
+
+
 def run_mode(preset: str, mode: str, steps: int) -> dict:
+    import ctypes
     import gc
 
     import torch
@@ -53,6 +70,8 @@ def run_mode(preset: str, mode: str, steps: int) -> dict:
     with torch.no_grad():  # warm-up: kernel choice and first allocations are not the call's
         pipe("a red circle", num_inference_steps=1, output_type="pt")
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so RSS shows what is alive
+    weights = tensor_bytes(pipe.generator) / 2**30
     resident = rss_gib()
     peak, done = [resident], threading.Event()
 
@@ -70,7 +89,7 @@ def run_mode(preset: str, mode: str, steps: int) -> dict:
     seconds = time.perf_counter() - t
     done.set()
     watcher.join()
-    return {"preset": preset, "mode": mode, "resident_gib": resident, "peak_gib": max(peak), "seconds": seconds,
+    return {"preset": preset, "mode": mode, "weights_gib": weights, "resident_gib": resident, "peak_gib": max(peak), "seconds": seconds,
             "finite": bool(torch.isfinite(images).all())}
 
 
@@ -83,8 +102,8 @@ def main() -> None:
     if args.mode:
         print(json.dumps(run_mode(args.preset, args.mode, args.steps)))
         return
-    print(f"| {args.preset} weights | resident after load | peak during a call | s per image |  ({args.steps} steps, CFG)")
-    print("|---|---|---|---|")
+    print(f"| {args.preset} weights | tensors | resident after load | peak during a call | s per image |  ({args.steps} steps, CFG)")
+    print("|---|---|---|---|---|")
     for mode in MODES:
         proc = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--steps", str(args.steps), "--mode", mode],
                               capture_output=True, text=True)
@@ -92,7 +111,8 @@ def main() -> None:
             print(f"| {mode} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"| {mode} | {r['resident_gib']:.2f} GiB | {r['peak_gib']:.2f} GiB | {r['seconds']:.1f} |", flush=True)
+        print(f"| {mode} | {r['weights_gib']:.2f} GiB | {r['resident_gib']:.2f} GiB | {r['peak_gib']:.2f} GiB | {r['seconds']:.1f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -52,11 +52,13 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
     unilip.use_encoder(tok.encoder)
     pipe = None
     if generator is not None:
+        from unilip.generation.flow import load_scheduler
         from unilip.generation.model import UniLIPGenerator
         from unilip.pipeline import UniLIPPipeline
 
-        pipe = UniLIPPipeline(UniLIPGenerator.from_pretrained(resolve_model(generator, "generator"), original, tok),
-                             progress=False)
+        generator_dir = resolve_model(generator, "generator")
+        pipe = UniLIPPipeline(UniLIPGenerator.from_pretrained(generator_dir, original, tok), progress=False,
+                              scheduler=load_scheduler(generator_dir) if Path(generator_dir).is_dir() else None)
 
     log(f"[2/6] rendering {n} held-out scenes (test split, from record {seed * n}) with two questions each")
     records = list(make_records("vqa", cfg, "test", seed * 2 * n, 2 * n))

@@ -53,9 +53,9 @@ class UniLIPPipeline:
         """Load ``mllm/``, ``tokenizer/`` and ``generator/`` from a directory, a Hugging Face repo id (cache first;
         offline-safe) or ``"mini"`` (the bundled weights); an official UniLIP-1B/3B directory is converted on the fly.
         A ``generator/scheduler_config.json`` (diffusers' format) sets the default sampler."""
-        from unilip.generation.flow import SCHEDULER_CONFIG_NAME, scheduler_from_config
+        from unilip.generation.flow import load_scheduler
         from unilip.generation.model import UniLIPGenerator
-        from unilip.hub import read_config_json, read_model_index, resolve_pretrained
+        from unilip.hub import read_model_index, resolve_pretrained
         from unilip.mllm.model import MLLM
         from unilip.pretrained import resolve_model
         from unilip.tokenizer import UniLIPTokenizer
@@ -72,11 +72,7 @@ class UniLIPPipeline:
         mllm = MLLM.from_pretrained(root / "mllm", dtype=dtype)
         tokenizer = UniLIPTokenizer.from_pretrained(root / "tokenizer").to(dtype)
         generator = UniLIPGenerator.from_pretrained(root / "generator", mllm, tokenizer).to(dtype)
-        sched_file = root / "generator" / SCHEDULER_CONFIG_NAME
-        scheduler = None
-        if sched_file.is_file():
-            scheduler = scheduler_from_config(read_config_json(sched_file, "the sampler's settings"), str(sched_file))
-        pipe = cls(generator, scheduler=scheduler)
+        pipe = cls(generator, scheduler=load_scheduler(root / "generator"))
         return pipe.to(device) if device is not None else pipe
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -219,7 +219,7 @@ def test_generate_tab_images_are_scored_by_the_detector(page, world, screenshot)
     prompt = "a red circle"
     page.locator("#generate-prompt textarea").fill(prompt)
     page.locator("#generate-seed input").fill("0")
-    status = _run(page, "generate", "2 images", key="generate (2 images, 20 steps)")
+    status = _run(page, "generate", "2 images", key="generate (2 images, 12 steps)")
     thumbs = page.locator("#generate-gallery img")
     assert thumbs.count() == 2
     spec = next(s for s in geneval_prompts(world) if s["prompt"] == prompt)
@@ -238,8 +238,8 @@ def test_edit_tab_shows_the_result_beside_the_source(page, scene_files, screensh
     _open(page, "Edit")
     _upload(page, "edit-input", scene_files["edit"])
     page.locator("#edit-instruction textarea").fill(scene_files["instruction"])
-    status = _run(page, "edit", key="edit (20 steps)")
-    assert status.startswith("seed 0, 20 steps") and "the detector sees" in status
+    status = _run(page, "edit", key="edit (12 steps)")
+    assert status.startswith("seed 0, 12 steps") and "the detector sees" in status
     assert _natural_size(page, "#edit-output img") == (64, 64)
     assert _natural_size(page, "#edit-source img") == (64, 64)
     screenshot(page, "edit")

@@ -61,3 +61,25 @@ def test_the_discriminator_loss_waits_for_gan_start():
 def test_a_negative_weight_is_refused():
     with pytest.raises(ConfigError, match="distill_weight: must be >= 0"):
         TokenizerLoss(LossConfig(distill_weight=-1.0))
+
+
+def test_a_bf16_teacher_gives_the_same_distillation_term_within_bf16_rounding():
+    import copy
+
+    from unilip.config import get_preset
+    from unilip.tokenizer import UniLIPTokenizer
+
+    torch.manual_seed(0)
+    tok = UniLIPTokenizer.from_config(get_preset("mini")).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        features = tok.features(images) + 0.1 * torch.randn(2, 16, 128)  # a student a little off its teacher
+    out = TokenizerOutput(reconstruction=images.clone(), features=features, latent=torch.zeros(2, 32, 4, 4))
+    logs = {}
+    for dtype in ("fp32", "bf16"):
+        objective = TokenizerLoss(LossConfig(teacher_dtype=dtype), copy.deepcopy(tok.encoder))
+        assert next(objective.teacher.parameters()).dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32)
+        logs[dtype] = objective(out, images, step=0)[1]["loss_distill"]
+    assert logs["bf16"] == pytest.approx(logs["fp32"], rel=0.05) and logs["bf16"] != logs["fp32"]
+    with pytest.raises(ConfigError, match="teacher_dtype"):
+        LossConfig(teacher_dtype="int8").validate()

@@ -20,6 +20,10 @@ from unilip.errors import UniLIPError
 
 __all__ = ["build_parser", "entry", "main"]
 
+#: Loggers whose import-time warnings say nothing about the command: torchao (the quant extra) reports its CUDA-only
+#: kernels missing on a CPU, and torch and diffusers each warn once about torchao's types. ``-v`` shows them.
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree, in the order ``unilip --help`` lists it."""
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # import-time chatter of optional libraries (torchao's CUDA-only kernels on a CPU, ...)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return args.func(args)
     except UniLIPError as err:

@@ -36,7 +36,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def _add_sampling_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--model", default="mini", help="pipeline directory (mllm/, tokenizer/, generator/), repo id, or 'mini'")
     q.add_argument("-n", type=int_in(1, MAX_IMAGES_PER_PROMPT), default=1, help="images per prompt")
-    q.add_argument("--steps", type=int_in(1, MAX_STEPS), help="sampling steps (default: the generator config's, 20)")
+    q.add_argument("--steps", type=int_in(1, MAX_STEPS), help="sampling steps (default: the generator config's; mini: 12)")
     q.add_argument("--guidance", type=float_in(1, MAX_GUIDANCE), help="classifier-free guidance scale (default: the generator config's)")
     q.add_argument("--negative-prompt", help="the unconditional branch's prompt (default: the empty prompt)")
     q.add_argument("--seed", type=int_in(0, MAX_SEED), default=0, help="image i uses seed + i: same seed, same images")

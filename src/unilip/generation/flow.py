@@ -123,6 +123,19 @@ def scheduler_from_config(config: dict, where: str = "scheduler config"):
         raise UniLIPError(f"{where}: {err}") from None
 
 
+def load_scheduler(directory):
+    """The default sampler a generator directory records (``scheduler_config.json``, diffusers' format), or None
+    when it records none (then the pipeline samples with Euler)."""
+    from pathlib import Path
+
+    from unilip.hub import read_config_json
+
+    path = Path(directory) / SCHEDULER_CONFIG_NAME
+    if not path.is_file():
+        return None
+    return scheduler_from_config(read_config_json(path, "the sampler's settings"), str(path))
+
+
 def describe_scheduler(scheduler) -> str:
     """``euler``, ``dpm``, or e.g. ``dpm (flow_shift 3)``: what a log line or a settings file records."""
     name = {"FlowMatchEulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm",
