@@ -310,3 +310,14 @@ def test_model_offload_moves_each_component_only_while_it_runs(pipeline_dir, mon
     assert [m for m, _ in moves] == ["encoder", "encoder", "mllm", "connector", "mllm", "connector", "dit", "dit",
                                      "decoder", "decoder"]
     assert pipe.device == torch.device("cpu")
+
+
+def test_compile_hands_the_decoder_to_torch_compile(pipeline_dir, monkeypatch):
+    """What ``compile()`` hands to torch.compile (compiling for real takes tens of seconds: measured in
+    benchmarks/generation_speed.py, not here)."""
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
+    assert pipe.compile() is pipe
+    model = pipe.generator
+    assert compiled == [model.tokenizer.decoder]

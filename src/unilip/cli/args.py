@@ -104,6 +104,8 @@ def add_runtime_args(q: argparse.ArgumentParser, quantize: bool = False) -> None
                        "and DiT (torchao; pip install \"unilip[quant]\")")
         q.add_argument("--offload", choices=["model"], help="keep the components in CPU memory and move each to "
                        "--device only while it runs (less accelerator memory, one copy per component per call)")
+        q.add_argument("--compile", action="store_true", help="torch.compile the decoder: the first call pays the "
+                       "compilation (~40 s at 1b sizes), later ones decode faster")
 
 
 def runtime(args: argparse.Namespace):
@@ -145,4 +147,6 @@ def load_pipeline(name: str, args: argparse.Namespace | None = None):
     pipe = UniLIPPipeline.from_pretrained(name, dtype=dtype)
     if getattr(args, "quantize", None):
         pipe.quantize(args.quantize)
+    if getattr(args, "compile", False):
+        pipe.compile()
     return pipe.enable_model_cpu_offload(device) if getattr(args, "offload", None) else pipe.to(device)
