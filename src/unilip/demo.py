@@ -58,7 +58,7 @@ def run_demo(out: str | Path = "unilip-demo", n: int = 8, seed: int = 0, model: 
 
         generator_dir = resolve_model(generator, "generator")
         pipe = UniLIPPipeline(UniLIPGenerator.from_pretrained(generator_dir, original, tok), progress=False,
-                              scheduler=load_scheduler(generator_dir) if Path(generator_dir).is_dir() else None)
+                              scheduler=load_scheduler(generator_dir))
 
     log(f"[2/6] rendering {n} held-out scenes (test split, from record {seed * n}) with two questions each")
     records = list(make_records("vqa", cfg, "test", seed * 2 * n, 2 * n))

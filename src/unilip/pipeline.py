@@ -103,7 +103,7 @@ class UniLIPPipeline:
         pays the compilation (about 40 s for the 1b decoder on a CPU), later ones decode faster (bf16, 2 CPU cores:
         7.6 -> 5.6 s): for dumps, benchmarks and servers, not for one image. The DiT is left eager: compiling its
         blocks made the sampling loop slower here (conditions of varying length recompile it)."""
-        (self.generator.autoencoder or self.generator.tokenizer.decoder).compile()
+        self.generator.pixel_decoder.compile()
         return self
 
     def to(self, device: str | torch.device) -> UniLIPPipeline:
@@ -205,7 +205,7 @@ class UniLIPPipeline:
         with self._running(model.dit):
             latents = sample_latents(model.dit, (len(prompts), *model.cfg.latent_shape()), conditions, mask, uncond,
                                      uncond_mask, guidance_scale, steps, scheduler, generator, self._progress)
-        with self._running(model.autoencoder or model.tokenizer.decoder):
+        with self._running(model.pixel_decoder):
             return model.images(latents)
 
     @torch.no_grad()
@@ -215,7 +215,7 @@ class UniLIPPipeline:
                  output_type: str = "pil", scheduler: str | None = None, return_dict: bool = True):
         """Generate images for ``prompt`` (a string or a list), or, with ``image``, edit it by the instruction(s).
 
-        ``scheduler``: ``euler`` or ``dpm`` (no shift), or None for the pipeline's own :attr:`scheduler` (for a
+        ``scheduler``: ``euler``, ``dpm`` or ``unipc`` (no shift), or None for the pipeline's own :attr:`scheduler` (for a
         converted official checkpoint, SANA's DPM-Solver with flow_shift 3, as the official pipeline).
 
         Returns :class:`UniLIPPipelineOutput` (or a tuple ``(images,)`` with ``return_dict=False``); ``len(images) ==

@@ -97,6 +97,11 @@ def test_the_official_sampler_is_sanas_file_and_our_loop_lands_on_the_official_l
         ("dpm (flow_shift 3)", "dpm", "euler")
     with pytest.raises(UniLIPError, match="_class_name"):
         scheduler_from_config({"_class_name": "DDIMScheduler"})
+    from unilip.checks import SCHEDULERS
+    from unilip.generation.flow import SCHEDULER_CLASSES
+
+    assert tuple(SCHEDULER_CLASSES) == SCHEDULERS  # every name a call may give has its class
+    assert [type(make_scheduler(n)).__name__ for n in SCHEDULERS] == list(SCHEDULER_CLASSES.values())
 
     torch.manual_seed(0)
     dit = build_dit(get_preset("mini").generator, 32, 4).eval()

@@ -113,16 +113,13 @@ def runtime(args: argparse.Namespace):
     return resolve_device(getattr(args, "device", None)), resolve_dtype(getattr(args, "dtype", None))
 
 
-def load_tokenizer(name: str, args: argparse.Namespace | None = None):
+def load_tokenizer(name: str, args: argparse.Namespace):
     """The UniLIP tokenizer ``name`` names, in eval mode, on ``args``' device and precision."""
     from unilip.pretrained import resolve_model
     from unilip.tokenizer import UniLIPTokenizer
 
-    tokenizer = UniLIPTokenizer.from_pretrained(resolve_model(name, "tokenizer")).eval()
-    if args is None:
-        return tokenizer
     device, dtype = runtime(args)
-    return tokenizer.to(device=device, dtype=dtype)
+    return UniLIPTokenizer.from_pretrained(resolve_model(name, "tokenizer")).eval().to(device=device, dtype=dtype)
 
 
 def load_mllm(args: argparse.Namespace):
@@ -137,12 +134,11 @@ def load_mllm(args: argparse.Namespace):
     return mllm.to(device).eval()
 
 
-def load_pipeline(name: str, args: argparse.Namespace | None = None):
-    """The :class:`~unilip.pipeline.UniLIPPipeline` ``name`` names, on ``args``' device and precision."""
+def load_pipeline(name: str, args: argparse.Namespace):
+    """The :class:`~unilip.pipeline.UniLIPPipeline` ``name`` names, on ``args``' device and precision, quantized,
+    compiled and offloaded as its flags say."""
     from unilip.pipeline import UniLIPPipeline
 
-    if args is None:
-        return UniLIPPipeline.from_pretrained(name)
     device, dtype = runtime(args)
     pipe = UniLIPPipeline.from_pretrained(name, dtype=dtype)
     if getattr(args, "quantize", None):

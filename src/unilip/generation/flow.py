@@ -85,8 +85,9 @@ OFFICIAL_SCHEDULER_CONFIG = {
     "variance_type": None,
 }
 
-#: The diffusers scheduler classes a directory's ``scheduler_config.json`` may name (flow-matching capable ones).
-SCHEDULER_CLASSES = ("FlowMatchEulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
+#: The diffusers class behind each sampler name; the classes a directory's ``scheduler_config.json`` may name.
+SCHEDULER_CLASSES = {"euler": "FlowMatchEulerDiscreteScheduler", "dpm": "DPMSolverMultistepScheduler",
+                     "unipc": "UniPCMultistepScheduler"}
 
 
 def make_scheduler(name: str = "euler", shift: float = 1.0):
@@ -115,8 +116,8 @@ def scheduler_from_config(config: dict, where: str = "scheduler config"):
     import diffusers
 
     name = config.get("_class_name")
-    if name not in SCHEDULER_CLASSES:
-        raise UniLIPError(f"{where}: _class_name {name!r} is not one of {', '.join(SCHEDULER_CLASSES)}")
+    if name not in SCHEDULER_CLASSES.values():
+        raise UniLIPError(f"{where}: _class_name {name!r} is not one of {', '.join(SCHEDULER_CLASSES.values())}")
     try:
         return getattr(diffusers, name).from_config(dict(config))
     except (TypeError, ValueError) as err:
@@ -138,9 +139,8 @@ def load_scheduler(directory):
 
 def describe_scheduler(scheduler) -> str:
     """``euler``, ``dpm``, or e.g. ``dpm (flow_shift 3)``: what a log line or a settings file records."""
-    name = {"FlowMatchEulerDiscreteScheduler": "euler", "DPMSolverMultistepScheduler": "dpm",
-            "UniPCMultistepScheduler": "unipc"}.get(
-        type(scheduler).__name__, type(scheduler).__name__)
+    class_name = type(scheduler).__name__
+    name = next((n for n, c in SCHEDULER_CLASSES.items() if c == class_name), class_name)
     shift = scheduler.config.get("flow_shift", scheduler.config.get("shift", 1.0))
     return name if shift == 1.0 else f"{name} (flow_shift {shift:g})"
 

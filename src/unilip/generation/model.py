@@ -79,12 +79,16 @@ class UniLIPGenerator(nn.Module):
         """Images in [0, 1] -> the DiT's targets: UniLIP latents times ``latent_scale``."""
         return (self.autoencoder or self.tokenizer).encode(images) * self.latent_scale
 
+    @property
+    def pixel_decoder(self) -> nn.Module:
+        """The module :meth:`images` decodes with: the UniLIP tokenizer's decoder, or the plain autoencoder."""
+        return self.autoencoder if self.autoencoder is not None else self.tokenizer.decoder
+
     @torch.no_grad()
     def images(self, latents: Tensor) -> Tensor:
         """The DiT's latents -> images in [0, 1]: the UniLIP decoder's output clamped, then resized to the image size
         (the official pipeline's order; a plain autoencoder decodes at its own size)."""
-        decoder = self.autoencoder if self.autoencoder is not None else self.tokenizer
-        latents = (latents / self.latent_scale).to(next(decoder.parameters()).dtype)  # the sampler's are float32
+        latents = (latents / self.latent_scale).to(next(self.pixel_decoder.parameters()).dtype)  # the sampler's: fp32
         if self.autoencoder is not None:
             return self.autoencoder.decode(latents, clamp=True)
         return self.tokenizer.decode(latents, clamp_first=True)
