@@ -4,8 +4,11 @@ text-to-image call (20 steps, CFG), and that call's seconds. Each mode runs in a
 
     python benchmarks/memory_modes.py                 # 1b (about 8 min on 2 cores)
     python benchmarks/memory_modes.py --preset mini   # seconds
+    python benchmarks/memory_modes.py --offload-table # the weights an accelerator holds at once, per offload mode
 
-Accelerator memory (model offload, GPU peaks) is measured by ``benchmarks/official_checkpoint_gpu.py`` on a GPU.
+Accelerator memory (model offload, GPU peaks) is measured by ``benchmarks/official_checkpoint_gpu.py`` on a GPU; the
+offload table computes, from the real module shapes (built on the meta device), the weight bytes that are on the
+execution device at the worst moment of a call under each offload mode (activations not included).
 """
 
 from __future__ import annotations
@@ -93,12 +96,50 @@ def run_mode(preset: str, mode: str, steps: int) -> dict:
             "finite": bool(torch.isfinite(images).all())}
 
 
+def offload_table(preset: str, dtype_name: str) -> None:
+    """Weight GiB on the execution device at the worst moment of an edit call: no offload = everything; model offload
+    = the largest stage (encoder | MLLM + queries + connector | DiT | decoder); sequential = what is not offloaded
+    (queries, projections, the offloaded modules' buffers) + the largest single module whose own weights load at once."""
+    import torch
+
+    from unilip.config import get_preset
+    from unilip.generation.model import UniLIPGenerator
+    from unilip.mllm.model import MLLM
+    from unilip.pipeline import UniLIPPipeline
+    from unilip.tokenizer import UniLIPTokenizer
+
+    cfg = get_preset(preset)
+    cfg.mllm.pretrained = cfg.tokenizer.decoder_pretrained = cfg.generator.dit_pretrained = None
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    with torch.device("meta"):
+        gen = UniLIPGenerator(cfg, MLLM.from_config(cfg), UniLIPTokenizer.from_config(cfg)).to(dtype)
+    pipe = UniLIPPipeline(gen, progress=False)
+    gib = lambda m: tensor_bytes(m) / 2**30  # noqa: E731
+    own = lambda m: sum(t.numel() * t.element_size() for t in m.parameters(recurse=False)) / 2**30  # noqa: E731
+    stages = [[gen.tokenizer.encoder], [gen.conditioner, gen.connector], [gen.dit], [gen.pixel_decoder]]
+    model_peak = max(sum(gib(m) for m in stage) for stage in stages)
+    units = pipe.sequential_offload_units()
+    offloaded = {id(p) for u in units for p in u.parameters()}
+    resident = sum(p.numel() * p.element_size() for p in gen.parameters() if id(p) not in offloaded) / 2**30
+    resident += sum(b.numel() * b.element_size() for u in units for b in u.buffers()) / 2**30
+    largest = max(own(m) for u in units for m in u.modules())
+    print(f"| {preset} {dtype_name} weights on the device | no offload | model offload | sequential offload |")
+    print("|---|---|---|---|")
+    print(f"| GiB | {gib(gen):.2f} | {model_peak:.2f} | {resident + largest:.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="1b")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
+    ap.add_argument("--offload-table", action="store_true", help="the computed table of weights on the device per "
+                    "offload mode (no model is run)")
+    ap.add_argument("--dtype", default="bf16", help="for --offload-table: bf16 or fp32")
     args = ap.parse_args()
+    if args.offload_table:
+        offload_table(args.preset, args.dtype)
+        return
     if args.mode:
         print(json.dumps(run_mode(args.preset, args.mode, args.steps)))
         return

@@ -2,7 +2,7 @@
 layout, convert it with ``convert_official_generator``, load the converted pipeline in bf16 and generate at 448 px
 (20 steps, CFG), reporting conversion time, seconds per image and peak GPU memory: one JSON line per mode.
 
-    python benchmarks/official_checkpoint_gpu.py                       # 1b on cuda: bf16, bf16+offload, bf16+int8, fp32
+    python benchmarks/official_checkpoint_gpu.py                       # 1b on cuda: bf16, bf16+offload, bf16+seqoffload, bf16+int8, fp32
     python benchmarks/official_checkpoint_gpu.py --preset mini --device cpu --dtype fp32   # a quick check anywhere
 
 Weights are random (no real checkpoint can be fetched here); the shapes, names and code path are the real ones. The
@@ -22,8 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="1b", choices=["mini", "1b", "2b"])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--modes", default="bf16,bf16+offload,bf16+int8,fp32",
-                        help="comma-separated: a dtype (bf16, fp32), optionally +offload (model CPU offload) and/or +int8")
+    parser.add_argument("--modes", default="bf16,bf16+offload,bf16+seqoffload,bf16+int8,fp32",
+                        help="comma-separated: a dtype (bf16, fp32), optionally +offload (model CPU offload) or +seqoffload (sequential, per layer), and/or +int8")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
@@ -70,7 +70,10 @@ def run_mode(args, mode: str, directory: Path, write_s: float, convert_s: float)
     pipe = UniLIPPipeline.from_pretrained(directory, dtype=dtype)
     if "int8" in parts:
         pipe.quantize("int8")
-    pipe = pipe.enable_model_cpu_offload(args.device) if "offload" in parts else pipe.to(args.device)
+    if "seqoffload" in parts:
+        pipe = pipe.enable_sequential_cpu_offload(args.device)
+    else:
+        pipe = pipe.enable_model_cpu_offload(args.device) if "offload" in parts else pipe.to(args.device)
     prompts = ["a corgi wearing sunglasses on a skateboard"] * args.batch
     pipe(prompts[:1], num_inference_steps=2, output_type="pt")  # warm-up
     if cuda:

@@ -43,7 +43,8 @@ class UniLIPPipeline:
         self.generator = generator.eval()
         self.scheduler = make_scheduler("euler") if scheduler is None else scheduler
         self._progress = progress
-        self._offload_to: torch.device | None = None  # the execution device under model offload
+        self._offload_to: torch.device | None = None  # the execution device under model or sequential offload
+        self._offload = None  # None, "model" or "sequential"
 
     # ------------------------------------------------------------------------------------------------ loading
 
@@ -92,6 +93,8 @@ class UniLIPPipeline:
         in place; the vision encoder and the pixel decoder keep their precision (they also serve reconstruction)."""
         from unilip.devices import quantize_weights
 
+        if self._offload == "sequential":
+            raise UniLIPError("quantize before offloading (the weights are offloaded layer by layer)")
         model = self.generator
         quantize_weights(model.conditioner.mllm.model.model.language_model, scheme)
         quantize_weights(model.connector, scheme)
@@ -107,8 +110,11 @@ class UniLIPPipeline:
         return self
 
     def to(self, device: str | torch.device) -> UniLIPPipeline:
+        if self._offload == "sequential":
+            raise UniLIPError("the pipeline's weights are offloaded layer by layer (enable_sequential_cpu_offload); "
+                              "load it again to place it on one device")
         self.generator.to(device)
-        self._offload_to = None
+        self._offload_to = self._offload = None
         return self
 
     def enable_model_cpu_offload(self, device: str | torch.device | None = None) -> UniLIPPipeline:
@@ -118,14 +124,48 @@ class UniLIPPipeline:
         host-to-device copy of each per call (diffusers' ``enable_model_cpu_offload``)."""
         from unilip.devices import resolve_device
 
+        if self._offload == "sequential":
+            raise UniLIPError("the pipeline is already offloaded layer by layer (enable_sequential_cpu_offload)")
         self.generator.to("cpu")
-        self._offload_to = resolve_device(device)
+        self._offload_to, self._offload = resolve_device(device), "model"
         return self
+
+    def enable_sequential_cpu_offload(self, device: str | torch.device | None = None) -> UniLIPPipeline:
+        """Keep the weights in CPU memory and bring each layer to ``device`` (default: CUDA) only for its own forward
+        (accelerate's ``cpu_offload`` hooks on the vision encoder, the MLLM, the connector, the DiT and the decoder; the
+        queries and the small projections stay on ``device``). Peak accelerator memory is then about one layer's
+        weights plus the activations, at the cost of copying every layer at every DiT step: the slowest mode, for
+        cards too small for ``enable_model_cpu_offload`` (diffusers' ``enable_sequential_cpu_offload``). Quantize
+        first if both are wanted; the mode is final: load the pipeline again to undo it."""
+        from accelerate import cpu_offload
+
+        from unilip.devices import resolve_device
+
+        if self._offload is not None:
+            raise UniLIPError(f"the pipeline is already offloaded ({self._offload}); load it again to change the mode")
+        device = resolve_device(device)
+        model = self.generator.to("cpu")
+        for unit in self.sequential_offload_units():
+            cpu_offload(unit, execution_device=device)  # weights -> a CPU map, the module's own ones -> meta
+        for module in model.modules():  # the rest (queries, projector, h_phi; the units' buffers) on the device
+            for tensors in (module._parameters, module._buffers):
+                for name, t in tensors.items():
+                    if t is not None and not t.is_meta and t.device != device:
+                        tensors[name] = (torch.nn.Parameter(t.data.to(device), t.requires_grad)
+                                         if isinstance(t, torch.nn.Parameter) else t.to(device))
+        self._offload_to, self._offload = device, "sequential"
+        return self
+
+    def sequential_offload_units(self) -> list[torch.nn.Module]:
+        """The modules :meth:`enable_sequential_cpu_offload` offloads layer by layer (the bulk of the weights)."""
+        model = self.generator
+        return [model.tokenizer.encoder.vision_tower, model.conditioner.mllm.model, model.connector, model.dit,
+                model.pixel_decoder]
 
     @contextmanager
     def _running(self, *modules: torch.nn.Module):
         """``modules`` on the execution device for the block, back in CPU memory after it (under model offload)."""
-        if self._offload_to is None:
+        if self._offload != "model":
             yield
             return
         for module in modules:

@@ -312,6 +312,33 @@ def test_model_offload_moves_each_component_only_while_it_runs(pipeline_dir, mon
     assert pipe.device == torch.device("cpu")
 
 
+def test_sequential_offload_keeps_the_weights_off_the_device_between_layers(pipeline_dir, monkeypatch):
+    pipe = UniLIPPipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    source = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = [pipe("a red circle", generator=g(), output_type="pt").images,
+             pipe("make it red", image=source, generator=g(), output_type="pt").images]
+    pipe.enable_sequential_cpu_offload("cpu")  # the CPU as the execution device: where the weights wait is the test
+    model = pipe.generator
+    units = [model.tokenizer.encoder.vision_tower, model.conditioner.mllm.model, model.connector, model.dit,
+             model.tokenizer.decoder]
+    assert all(p.is_meta for unit in units for p in unit.parameters())  # each layer's weights only in its forward
+    assert not model.conditioner.queries.is_meta and model.conditioner.queries.device == pipe.device
+    used = []
+    linear = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, w, b=None: used.append(w.is_meta) or linear(x, w, b))
+    offloaded = [pipe("a red circle", generator=g(), output_type="pt").images,
+                 pipe("make it red", image=source, generator=g(), output_type="pt").images]
+    assert torch.equal(plain[0], offloaded[0]) and torch.equal(plain[1], offloaded[1])
+    assert used and not any(used)  # every weight the maths touched was materialised for it
+    assert all(p.is_meta for unit in units for p in unit.parameters())
+    with pytest.raises(UniLIPError, match="layer by layer"):
+        pipe.to("cpu")
+    with pytest.raises(UniLIPError, match="already offloaded"):
+        pipe.enable_model_cpu_offload("cpu")
+
+
 def test_compile_hands_the_decoder_to_torch_compile(pipeline_dir, monkeypatch):
     """What ``compile()`` hands to torch.compile (compiling for real takes tens of seconds: measured in
     benchmarks/generation_speed.py, not here)."""

@@ -102,8 +102,9 @@ def add_runtime_args(q: argparse.ArgumentParser, quantize: bool = False) -> None
     if quantize:
         q.add_argument("--quantize", choices=QUANTIZATIONS, help="8-bit weights for the language model, connector "
                        "and DiT (torchao; pip install \"unilip[quant]\")")
-        q.add_argument("--offload", choices=["model"], help="keep the components in CPU memory and move each to "
-                       "--device only while it runs (less accelerator memory, one copy per component per call)")
+        q.add_argument("--offload", choices=["model", "sequential"], help="keep the weights in CPU memory and move "
+                       "them to --device only while they run: 'model' a component at a time (less accelerator memory, "
+                       "one copy per component per call), 'sequential' a layer at a time (least memory, slowest)")
         q.add_argument("--compile", action="store_true", help="torch.compile the decoder: the first call pays the "
                        "compilation (~40 s at 1b sizes), later ones decode faster")
 
@@ -145,4 +146,7 @@ def load_pipeline(name: str, args: argparse.Namespace):
         pipe.quantize(args.quantize)
     if getattr(args, "compile", False):
         pipe.compile()
-    return pipe.enable_model_cpu_offload(device) if getattr(args, "offload", None) else pipe.to(device)
+    offload = getattr(args, "offload", None)
+    if offload == "sequential":
+        return pipe.enable_sequential_cpu_offload(device)
+    return pipe.enable_model_cpu_offload(device) if offload == "model" else pipe.to(device)
