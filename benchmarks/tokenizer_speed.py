@@ -8,6 +8,7 @@ FLOPs are counted with ``torch.utils.flop_counter`` on the meta device (no compu
     python benchmarks/tokenizer_speed.py                  # the CPU table (several minutes: 1b at 448 is slow)
     python benchmarks/tokenizer_speed.py --quick          # mini only
     python benchmarks/tokenizer_speed.py --device cuda    # the 1b cases in bf16 with gradient checkpointing on a GPU
+    python benchmarks/tokenizer_speed.py --compile-cases  # eager vs compiled blocks, for the train step
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import subprocess
 import sys
 import time
 
-CASES = [  # (preset, image size, batch size, precision): bf16 = autocast over fp32 weights, bf16w = bf16 weights
+CASES = [  # (preset, image size, batch size, precision): bf16 = autocast over fp32 weights, bf16w = bf16 weights;
+    # a trailing "c" (fp32c, bf16c) = the same with every block compiled (regional torch.compile, --compile-cases)
     ("mini", 64, 32, "fp32"),
     ("mini", 64, 32, "bf16"),
     ("mini", 64, 32, "bf16w"),
@@ -30,6 +32,8 @@ CASES = [  # (preset, image size, batch size, precision): bf16 = autocast over f
     ("1b", 448, 1, "bf16"),
     ("1b", 448, 1, "bf16w"),
 ]
+COMPILE_CASES = [("mini", 64, 32, "fp32"), ("mini", 64, 32, "fp32c"), ("1b", 224, 2, "bf16"), ("1b", 224, 2, "bf16c")]
+BLOCKS = ("InternVLVisionLayer", "ResidualMLPBlock", "ResBlock", "EfficientViTBlock")  # what regional compile compiles
 GPU_CASES = [("1b", 448, 16, "bf16"), ("1b", 224, 64, "bf16")]
 
 
@@ -118,6 +122,12 @@ def run_case(preset: str, size: int, batch: int, precision: str, device: str, ch
 
     model = build(preset, size, device)
     teacher = copy.deepcopy(model.encoder).requires_grad_(False).eval()
+    compiled = precision.endswith("c")
+    precision = precision.removesuffix("c")
+    if compiled:  # each block compiled once and reused by its siblings (same code, same shapes)
+        for module in [*model.modules(), *teacher.modules()]:
+            if type(module).__name__ in BLOCKS:
+                module.compile(dynamic=False)  # dynamic shapes failed in inductor here (torch 2.13)
     if checkpointing:
         model.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -132,6 +142,7 @@ def run_case(preset: str, size: int, batch: int, precision: str, device: str, ch
     with torch.no_grad(), autocast():
         z = model.encode(x)
     reps = 3 if size <= 64 or device == "cuda" else 1
+    reps = max(reps, 3) if compiled else reps  # the warm-up call compiles; time steady steps
 
     def encode():
         with torch.no_grad(), autocast():
@@ -151,7 +162,7 @@ def run_case(preset: str, size: int, batch: int, precision: str, device: str, ch
         loss.backward()
         opt.step()
 
-    result = {"preset": preset, "size": size, "batch": batch, "precision": precision, "device": device,
+    result = {"preset": preset, "size": size, "batch": batch, "precision": precision + "c" * compiled, "device": device,
               "checkpointing": checkpointing}
     for name, fn in (("encode", encode), ("decode", decode), ("train", train_step)):
         if name == "train" and precision == "bf16w":
@@ -170,6 +181,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="mini only")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--compile-cases", action="store_true", help="eager vs compiled blocks (mini fp32, 1b 224 bf16)")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     args = ap.parse_args()
     if args.case:
@@ -177,6 +189,7 @@ def main() -> None:
         print(json.dumps(run_case(preset, int(size), int(batch), precision, args.device, ckpt == "1")))
         return
     cases = GPU_CASES if args.device == "cuda" else [c for c in CASES if not args.quick or c[0] == "mini"]
+    cases = [c for c in COMPILE_CASES if not args.quick or c[0] == "mini"] if args.compile_cases else cases
     flops_cache: dict[tuple[str, int], dict[str, float]] = {}
     header = f"{'case':28s} {'encode img/s':>12s} {'decode img/s':>12s} {'train img/s':>12s} {'peak GiB':>9s} {'train % of matmul peak':>23s}"
     print(header)

@@ -224,3 +224,17 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(UniLIPError, match="cannot resume"):
         train(ToyTask(), _loop(tmp_path, 6), OPTIM, resume=True)
     assert Path(ckpt).is_dir()
+
+
+def test_compiled_blocks_train_like_eager_ones_and_keep_their_names(tmp_path):
+    eager, compiled = ToyTask(), ToyTask()
+    for task in (eager, compiled):
+        task.model._no_split_modules = ["LayerNorm", "Linear"]
+    train(eager, _loop(tmp_path / "a", 4), OPTIM)
+    train(compiled, _loop(tmp_path / "b", 4, compile_blocks=True), OPTIM)  # real inductor compilation, static shapes
+    assert all(getattr(m, "_compiled_call_impl", None) is not None for m in compiled.model if not isinstance(m, nn.Dropout))
+    assert list(compiled.saved) == list(eager.saved)  # checkpoints keep the eager parameter names
+    for name, a in eager.model.state_dict().items():
+        torch.testing.assert_close(compiled.model.state_dict()[name], a, atol=1e-5, rtol=1e-5)
+    with pytest.raises(UniLIPError, match="names no repeated blocks"):
+        train(ToyTask(), _loop(tmp_path / "c", 1, compile_blocks=True), OPTIM)

@@ -89,6 +89,9 @@ class LoopConfig:
     keep_checkpoints: int = 2
     report_every: int = 500  # call the task's report (reconstruction grids, quick evals) every N steps; 0 disables
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30 % slower)
+    # regional torch.compile: each of the model's repeated blocks (its ``_no_split_modules``) compiled once, static
+    # shapes; the first steps pay the compilation (tokenizer train step 1.28x mini, 1.57x 1b/224 bf16 afterwards)
+    compile_blocks: bool = False
     progress: bool = True
 
     def validate(self) -> None:
@@ -198,6 +201,18 @@ def _set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> 
 # ------------------------------------------------------------------------------------------------------------- loop
 
 
+def compile_blocks(model: torch.nn.Module) -> int:
+    """``torch.compile`` every block the model names in ``_no_split_modules`` (in place: parameter names and
+    checkpoints are unchanged); returns how many. Shapes are static (dynamic ones failed in inductor here)."""
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    if not names:
+        raise UniLIPError(f"compile_blocks: {type(model).__name__} names no repeated blocks (_no_split_modules)")
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    for block in blocks:
+        block.compile(dynamic=False)
+    return len(blocks)
+
+
 def train(task: TrainTask, loop: LoopConfig, optim: OptimConfig, resume: bool = False, config: dict | None = None) -> Path:
     """Train ``task`` for ``loop.max_steps`` steps; returns the output directory (final model in ``final/``).
 
@@ -235,6 +250,8 @@ def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path
         if not hasattr(model, "enable_gradient_checkpointing"):
             raise UniLIPError(f"gradient_checkpointing: {type(model).__name__} does not support it")
         model.enable_gradient_checkpointing()
+    if loop.compile_blocks:
+        compile_blocks(model)
     groups = task.param_groups()
     optimizer = build_optimizer(groups, optim)
     ema = EMA(model, loop.ema_decay)
