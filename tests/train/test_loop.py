@@ -238,3 +238,42 @@ def test_compiled_blocks_train_like_eager_ones_and_keep_their_names(tmp_path):
         torch.testing.assert_close(compiled.model.state_dict()[name], a, atol=1e-5, rtol=1e-5)
     with pytest.raises(UniLIPError, match="names no repeated blocks"):
         train(ToyTask(), _loop(tmp_path / "c", 1, compile_blocks=True), OPTIM)
+
+
+class RowsTask(ToyTask):
+    """Deterministic regression (no dropout) reading batch k as rows [k*b, (k+1)*b) of one fixed stream."""
+
+    def __init__(self, batch, seed=0):
+        super().__init__(seed)
+        self.model[1] = nn.Identity()
+        self.batch = batch
+
+    def batches(self, start_step, rank, world_size):
+        k = start_step
+        while True:
+            # row i of the stream is seeded by i: any split of it into batches gives the same rows
+            x = torch.stack([torch.randn(4, generator=torch.Generator().manual_seed(k * self.batch + i))
+                             for i in range(self.batch)])
+            yield {"x": x, "y": x.sum(1, keepdim=True)}
+            k += 1
+
+
+def test_grad_accumulation_equals_the_large_batch_and_resumes_exactly(tmp_path):
+    large, accumulated = RowsTask(batch=8), RowsTask(batch=4)
+    train(large, _loop(tmp_path / "a", 6), OPTIM)
+    train(accumulated, _loop(tmp_path / "b", 6, grad_accum=2), OPTIM)
+    for name, a in large.model.state_dict().items():
+        torch.testing.assert_close(accumulated.model.state_dict()[name], a, atol=1e-6, rtol=1e-6)
+    logs = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logs] == list(range(1, 7))
+    for got, want in zip(logs, reference):  # the step's loss and its clipped gradient norm are the whole step's
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
+
+    first = RowsTask(batch=4)
+    train(first, _loop(tmp_path / "c", 3, grad_accum=2), OPTIM)  # "killed" after the step-3 checkpoint
+    second = RowsTask(batch=4, seed=123)
+    train(second, _loop(tmp_path / "c", 6, grad_accum=2), OPTIM, resume=True)
+    for name, a in accumulated.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[name], a), name

@@ -92,13 +92,16 @@ class LoopConfig:
     # regional torch.compile: each of the model's repeated blocks (its ``_no_split_modules``) compiled once, static
     # shapes; the first steps pay the compilation (tokenizer train step 1.28x mini, 1.57x 1b/224 bf16 afterwards)
     compile_blocks: bool = False
+    # gradient accumulation: each optimizer step sums the gradients of this many batches (global batch =
+    # processes x batch_size x grad_accum); the loss is divided by it, clipping and logging see the whole step
+    grad_accum: int = 1
     progress: bool = True
 
     def validate(self) -> None:
         from unilip.errors import ConfigError
 
         for key, hi in (("max_steps", MAX_TRAIN_STEPS), ("batch_size", MAX_TRAIN_BATCH), ("log_every", MAX_TRAIN_STEPS),
-                        ("save_every", MAX_TRAIN_STEPS), ("keep_checkpoints", 10_000)):
+                        ("save_every", MAX_TRAIN_STEPS), ("keep_checkpoints", 10_000), ("grad_accum", 1024)):
             if not 1 <= getattr(self, key) <= hi:
                 raise ConfigError(f"{key}: must be in [1, {hi}] (got {getattr(self, key)})")
         if not 0 <= self.report_every <= MAX_TRAIN_STEPS:
@@ -246,6 +249,9 @@ def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path
     from tqdm.auto import tqdm
 
     model = task.model
+    if loop.grad_accum > 1 and task.aux_model is not None:
+        raise UniLIPError("grad_accum: not supported with an auxiliary model (the GAN discriminator's steps); "
+                          "use grad_accum=1 for this stage")
     if loop.gradient_checkpointing:
         if not hasattr(model, "enable_gradient_checkpointing"):
             raise UniLIPError(f"gradient_checkpointing: {type(model).__name__} does not support it")
@@ -281,20 +287,30 @@ def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path
 
     bar = tqdm(total=loop.max_steps, initial=start, disable=not (loop.progress and acc.is_main_process), unit="step",
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)  # sparse lines in log files
-    batches = task.batches(start, acc.process_index, acc.num_processes)
+    accum = loop.grad_accum
+    batches = task.batches(start * accum, acc.process_index, acc.num_processes)  # the stream counts batches
     t_last, n_images = time.perf_counter(), 0
     step = start
     try:
         while step < loop.max_steps:
-            batch = next(batches)
             _set_lr(optimizer, optim.lr, lr_factor(step, optim, loop.max_steps))
-            with autocast():
-                result = task.step(wrapped, batch, step)
-            loss = result.loss
-            if not torch.isfinite(loss.detach()):  # step + 1: the number this update would have in metrics.jsonl
-                raise _diverged(out, step + 1, f"the loss is {float(loss.detach())} ({result.logs})")
             optimizer.zero_grad(set_to_none=True)
-            acc.backward(loss)
+            micro_losses, micro_logs = [], []
+            for micro in range(accum):
+                batch = next(batches)
+                # DDP averages gradients across processes on the last batch of the step only
+                with acc.no_sync(wrapped) if micro < accum - 1 else nullcontext():
+                    with autocast():
+                        result = task.step(wrapped, batch, step)
+                    loss = result.loss
+                    if not torch.isfinite(loss.detach()):  # step + 1: the number this update would have in metrics.jsonl
+                        raise _diverged(out, step + 1, f"the loss is {float(loss.detach())} ({result.logs})")
+                    acc.backward(loss / accum)  # the mean over the step's batches (exact for 1)
+                micro_losses.append(loss.detach())
+                micro_logs.append(result.logs)
+                n_images += _batch_size(batch) * acc.num_processes
+            loss = torch.stack(micro_losses).mean()
+            result.logs = {k: sum(m[k] for m in micro_logs) / accum for k in micro_logs[0]} if accum > 1 else result.logs
             if optim.grad_clip > 0:
                 result.logs["grad_norm"] = float(acc.clip_grad_norm_(wrapped.parameters(), optim.grad_clip))
                 if not math.isfinite(result.logs["grad_norm"]):  # before the update: the weights stay good
@@ -310,7 +326,6 @@ def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path
                     result.logs.update(aux.logs)
             ema.update(model)
             step += 1
-            n_images += _batch_size(batch) * acc.num_processes
 
             if step % loop.log_every == 0 or step == loop.max_steps:
                 now = time.perf_counter()
@@ -326,7 +341,7 @@ def _train(acc, task: TrainTask, loop: LoopConfig, optim: OptimConfig, out: Path
             if step % loop.save_every == 0 or step == loop.max_steps:
                 _check_weights_finite(model, ema, out, step)  # never checkpoint poison
                 write_checkpoint(out, step, is_main=acc.is_main_process, rank=acc.process_index, barrier=acc.wait_for_everyone,
-                                 model=model, ema=ema, optimizer=_inner(optimizer), state={"data_step": step},
+                                 model=model, ema=ema, optimizer=_inner(optimizer), state={"data_step": step * accum},
                                  aux_model=task.aux_model, aux_optimizer=_inner(aux_optimizer) if aux_optimizer else None,
                                  keep=loop.keep_checkpoints)
         _check_ranks_agree(acc, model, out)
